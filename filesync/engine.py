@@ -1,0 +1,229 @@
+"""The engine: full rounds (plan, then apply) and watch mode (watchers feeding one queue)."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from filesync.excludes import Excludes
+from filesync.executor import Executor, Stats
+from filesync.locations.base import Entry, Listing, Location
+from filesync.planner import Op, Plan, PlanInput, plan
+from filesync.result import Result
+from filesync.state import StateStore
+from filesync.watcher import EventKind, Watcher, WatchEvent
+
+log = logging.getLogger("filesync")
+
+#: After the first event of a batch, wait this long for more before planning.
+BATCH_WINDOW = 0.2
+
+
+@dataclass
+class Options:
+    """How the engine runs (from the command line)."""
+
+    interval: float = 2.0
+    dry_run: bool = False
+    one_way: bool = False
+    excludes: Excludes = field(default_factory=Excludes)
+    workers: int = 4
+
+
+@dataclass
+class RoundReport:
+    """What one full round found and did."""
+
+    listings: dict[str, Listing | None]
+    plan: Plan
+    failures: int = 0
+    interrupted: bool = False
+
+    @property
+    def identical(self) -> bool:
+        """True when every location was reachable and nothing failed or stayed undecided."""
+        return (all(v is not None for v in self.listings.values()) and not self.failures
+                and not self.plan.problems and not self.interrupted)
+
+
+class Engine:
+    """Keeps a list of locations identical; owns the watcher threads it starts."""
+
+    def __init__(self, locations: Sequence[Location], store: StateStore, options: Options,
+                 stop: threading.Event) -> None:
+        self.locations = {loc.key: loc for loc in locations}
+        self.order = [loc.key for loc in locations]
+        self.store = store
+        self.options = options
+        self.stop = stop
+        self.stats = Stats()
+        self.executor = Executor(self.locations, store, stop, self.stats, options.workers)
+        self._tolerance = {loc.key: loc.mtime_tolerance_ns for loc in locations}
+
+    # ----- full rounds --------------------------------------------------------------------
+    def list_all(self) -> dict[str, Listing | None]:
+        """List every location in parallel; a failed listing is logged and becomes ``None``."""
+        def one(location: Location) -> Result[Listing]:
+            return location.list(self.options.excludes)
+
+        listings: dict[str, Listing | None] = {}
+        with ThreadPoolExecutor(len(self.order), thread_name_prefix="filesync-list") as pool:
+            for key, result in zip(self.order, pool.map(one, self.locations.values())):
+                if not result.ok:
+                    log.error("%s is unavailable this round (nothing is deleted because of "
+                              "it): %s", self.locations[key].display, result.message)
+                    listings[key] = None
+                    continue
+                listings[key] = result.value
+                for warning in result.value.warnings:
+                    log.warning("%s", warning)
+        return listings
+
+    def _remove_stale_temps(self, listings: dict[str, Listing | None]) -> None:
+        """Delete temporary files a killed run left behind (never user files)."""
+        for key, listing in listings.items():
+            if listing is None or self.options.dry_run:
+                continue
+            for temp in listing.temps:
+                removed = self.locations[key].delete(temp)
+                if removed.ok:
+                    log.info("removed stale temporary file %s in %s", temp, key)
+                else:
+                    log.warning("%s", removed.message)
+
+    def make_plan(self, listings: dict[str, Listing | None],
+                  paths: Iterable[str] | None = None) -> Plan:
+        """Plan, fetching the content hashes the planner asks for, then plan again."""
+        state = self.store.load(None if paths is None else list(paths))
+        inputs = PlanInput(self.order, listings, state, self._tolerance, {},
+                           None if paths is None else list(paths), self.options.one_way,
+                           self.options.excludes.excluded if self.options.excludes else None)
+        result = plan(inputs)
+        if result.hash_requests:
+            log.debug("comparing content of %d files by SHA-256", len(result.hash_requests))
+            inputs.hashes = self.executor.hashes(result.hash_requests)
+            result = plan(inputs)
+        for problem in result.problems:
+            log.error("%s", problem)
+        return result
+
+    def run_round(self, paths: Iterable[str] | None = None,
+                  listings: dict[str, Listing | None] | None = None) -> RoundReport:
+        """Plan and apply one round over every path (or over ``paths`` with fresh stats)."""
+        if listings is None:
+            listings = self.list_all()
+            self._remove_stale_temps(listings)
+        current_plan = self.make_plan(listings, paths)
+        report = RoundReport(listings, current_plan)
+        if self.options.dry_run:
+            print_plan(current_plan)
+            return report
+        outcome = self.executor.apply(current_plan)
+        report.failures = len(outcome.failures)
+        report.interrupted = outcome.interrupted
+        return report
+
+    def stat_paths(self, paths: Sequence[str]) -> dict[str, Listing | None]:
+        """Fresh entries for ``paths`` at every location; failures make those paths blind."""
+        listings: dict[str, Listing | None] = {}
+        for key, location in self.locations.items():
+            listing = Listing()
+            for path, result in location.stat_many(paths).items():
+                if not result.ok:
+                    listing.blind.add(path)
+                    log.debug("%s", result.message)
+                elif result.value is not None:
+                    listing.entries[path] = result.value
+            listings[key] = listing if len(listing.blind) < len(paths) else None
+        return listings
+
+    # ----- watch mode ---------------------------------------------------------------------
+    def watch(self, first: RoundReport) -> None:
+        """Keep syncing until ``stop`` is set; watchers are joined before returning."""
+        events: queue.Queue[WatchEvent] = queue.Queue()
+        watchers = [
+            Watcher(location, self.options.excludes, self.options.interval, events, self.stop,
+                    _baseline(first.listings.get(key)))
+            for key, location in self.locations.items()]
+        for watcher in watchers:
+            watcher.start()
+        log.info("watching %d locations every %.1f s; press Ctrl+C to stop",
+                 len(watchers), self.options.interval)
+        try:
+            while not self.stop.is_set():
+                batch = _drain(events, self.stop)
+                if batch:
+                    self._handle(batch)
+        finally:
+            self.stop.set()
+            for watcher in watchers:
+                watcher.join()
+
+    def _handle(self, batch: list[WatchEvent]) -> None:
+        paths: set[str] = set()
+        full_round = False
+        for event in batch:
+            display = self.locations[event.location].display
+            if event.kind is EventKind.UNAVAILABLE:
+                log.error("%s is unavailable (nothing is deleted because of it): %s",
+                          display, event.message)
+            elif event.kind is EventKind.AVAILABLE:
+                log.info("%s is available again; syncing everything", display)
+                full_round = True
+            else:
+                paths.add(event.path)
+        if full_round:
+            self.run_round()
+        elif paths:
+            ordered = sorted(paths)
+            self.run_round(ordered, self.stat_paths(ordered))
+
+
+def _baseline(listing: Listing | None) -> dict[str, Entry] | None:
+    return None if listing is None else listing.entries
+
+
+def _drain(events: queue.Queue[WatchEvent], stop: threading.Event) -> list[WatchEvent]:
+    """Wait for an event, then collect everything that arrives within the batch window."""
+    try:
+        first = events.get(timeout=0.25)
+    except queue.Empty:
+        return []
+    batch = [first]
+    deadline = time.monotonic() + BATCH_WINDOW
+    while not stop.is_set():
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        try:
+            batch.append(events.get(timeout=remaining))
+        except queue.Empty:
+            break
+    while True:
+        try:
+            batch.append(events.get_nowait())
+        except queue.Empty:
+            return batch
+
+
+def print_plan(current: Plan) -> None:
+    """Print what a round would do (``--dry-run``), one line per action."""
+    actions = current.actions()
+    for decision in current.decisions:
+        for loser in decision.conflicts:
+            print(f"conflict {decision.path}: the edit in {loser} would lose to "
+                  f"{decision.winner}")
+    for action in actions:
+        if action.op is Op.COPY:
+            print(f"copy {action.path}  {action.source} -> {action.target}")
+        elif action.op is Op.MKDIR:
+            print(f"mkdir {action.path}  in {action.target}")
+        else:
+            suffix = "/" if action.op is Op.RMDIR else ""
+            print(f"delete {action.path}{suffix}  in {action.target}")
+    print(f"dry run: {len(actions)} actions planned, nothing changed")

@@ -1,0 +1,294 @@
+"""Apply a plan: re-check, transfer, delete, and record each result in the state store."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from collections.abc import Iterable, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+from filesync.locations.base import Entry, Location
+from filesync.planner import Action, Decision, Op, Plan, record_of
+from filesync.result import Err, Ok, Result
+from filesync.state import Record, StateStore
+
+log = logging.getLogger("filesync")
+
+
+@dataclass
+class Stats:
+    """What a run did, for the closing summary."""
+
+    copied: int = 0
+    deleted: int = 0
+    folders_made: int = 0
+    folders_removed: int = 0
+    conflicts: int = 0
+    errors: int = 0
+    bytes_moved: int = 0
+
+    def summary(self) -> str:
+        """One line for the log."""
+        return (f"{self.copied} copied, {self.deleted} deleted, {self.folders_made} folders "
+                f"made, {self.folders_removed} folders removed, {self.conflicts} conflicts, "
+                f"{self.errors} errors, {_size(self.bytes_moved)} moved")
+
+
+@dataclass
+class Failure:
+    """An action that did not happen, and why."""
+
+    path: str
+    location: str
+    message: str
+
+
+@dataclass
+class Outcome:
+    """The result of applying one plan."""
+
+    failures: list[Failure] = field(default_factory=list)
+    interrupted: bool = False
+
+
+class SourceChangedError(OSError):
+    """The source of a copy changed while it was read; the partial copy is discarded."""
+
+
+class StoppedError(InterruptedError):
+    """The user asked filesync to stop; the copy in flight is discarded."""
+
+
+class _CheckedReader:
+    """Wraps a source stream: counts, hashes, and stops on request or on a size mismatch.
+
+    Backends read it to EOF before renaming their temporary file into place, so raising
+    here keeps a changed or interrupted copy from ever appearing under its real name.
+    """
+
+    def __init__(self, stream: BinaryIO, expected: int, stop: threading.Event) -> None:
+        self._stream = stream
+        self._expected = expected
+        self._stop = stop
+        self.count = 0
+        self.digest = hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        if self._stop.is_set():
+            raise StoppedError("stopped by the user")
+        data = self._stream.read(size)
+        self.count += len(data)
+        if self.count > self._expected or (not data and self.count != self._expected):
+            raise SourceChangedError(
+                f"the source changed while being copied ({self.count} bytes read, "
+                f"{self._expected} expected); it will be copied again")
+        self.digest.update(data)
+        return data
+
+    def close(self) -> None:
+        self._stream.close()
+
+
+def _size(count: int) -> str:
+    value = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{count} B"
+
+
+def _same_entry(found: Entry | None, expected: Entry | None) -> bool:
+    if found is None or expected is None:
+        return found is expected
+    if found.is_dir or expected.is_dir:
+        return found.is_dir == expected.is_dir
+    return found.size == expected.size and found.mtime_ns == expected.mtime_ns
+
+
+class Executor:
+    """Runs plans against the locations and keeps the state store in step."""
+
+    def __init__(self, locations: Mapping[str, Location], store: StateStore,
+                 stop: threading.Event, stats: Stats, workers: int = 4) -> None:
+        self.locations = locations
+        self.store = store
+        self.stop = stop
+        self.stats = stats
+        self.workers = max(1, workers)
+        self._digests: dict[tuple[str, str], str] = {}
+
+    # ----- hashes -------------------------------------------------------------------------
+    def hashes(self, requests: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        """Compute the requested SHA-256 digests in parallel.
+
+        A file that cannot be read gets a digest that matches nothing, so it is treated as
+        different (copied), never as equal.
+        """
+        wanted = sorted(requests)
+        found: dict[tuple[str, str], str] = {}
+        if not wanted:
+            return found
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="filesync-hash") as pool:
+            results = pool.map(lambda item: self.locations[item[0]].sha256(item[1]), wanted)
+            for item, result in zip(wanted, results):
+                if result.ok:
+                    found[item] = result.value
+                else:
+                    log.warning("%s", result.message)
+                    found[item] = f"unreadable:{item[0]}"
+        return found
+
+    # ----- applying -----------------------------------------------------------------------
+    def apply(self, plan: Plan) -> Outcome:
+        """Apply every decision of ``plan``; one failing action does not stop the others."""
+        outcome = Outcome()
+        decisions = {d.path: d for d in plan.decisions}
+        for decision in plan.decisions:
+            self._start_decision(decision)
+        actions = plan.actions()
+        involved = {a.target for a in actions}
+        for key in sorted(involved):
+            begun = self.locations[key].begin_batch()
+            if not begun.ok:
+                log.error("%s", begun.message)
+        pending_by_location: dict[str, list[tuple[Action, Entry | None]]] = {}
+        try:
+            self._run(actions, decisions, outcome, pending_by_location)
+        finally:
+            for key in sorted(involved):
+                self._end_batch(key, decisions, outcome, pending_by_location.get(key, []))
+        for failure in outcome.failures:
+            self.stats.errors += 1
+            log.error("failed: %s in %s: %s", failure.path, failure.location, failure.message)
+        return outcome
+
+    def _start_decision(self, decision: Decision) -> None:
+        """Record the new version and the locations that already hold it."""
+        self.store.set_version(decision.path, decision.version, decision.holders)
+        for key in decision.forget:
+            self.store.set_record(decision.path, key, None)
+        if decision.version.deleted:
+            self.store.forget_tombstone(decision.path)
+        for loser in decision.conflicts:
+            self.stats.conflicts += 1
+            log.warning("conflict %s: the edit in %s loses to the newer one in %s",
+                        decision.path, loser, decision.winner)
+
+    def _run(self, actions: list[Action], decisions: Mapping[str, Decision], outcome: Outcome,
+             pending: dict[str, list[tuple[Action, Entry | None]]]) -> None:
+        copies = [a for a in actions if a.op is Op.COPY]
+        for action in (a for a in actions if a.op is not Op.COPY):
+            if self.stop.is_set():
+                outcome.interrupted = True
+                return
+            self._finish(action, self._apply_one(action), decisions, outcome, pending)
+        if not copies:
+            return
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="filesync-copy") as pool:
+            queued = iter(copies)
+            running: dict[Future[Result[Entry | None]], Action] = {}
+            while True:
+                while len(running) < self.workers * 2 and not self.stop.is_set():
+                    action = next(queued, None)
+                    if action is None:
+                        break
+                    running[pool.submit(self._apply_one, action)] = action
+                if not running:
+                    break
+                done, _ = wait(running, timeout=0.5, return_when=FIRST_COMPLETED)
+                for future in done:
+                    action = running.pop(future)
+                    self._finish(action, future.result(), decisions, outcome, pending)
+            if self.stop.is_set():
+                outcome.interrupted = True
+
+    def _finish(self, action: Action, result: Result[Entry | None],
+                decisions: Mapping[str, Decision], outcome: Outcome,
+                pending: dict[str, list[tuple[Action, Entry | None]]]) -> None:
+        if not result.ok:
+            if not self.stop.is_set():
+                outcome.failures.append(Failure(action.path, action.target, result.message))
+            return
+        if self.locations[action.target].batched:
+            pending.setdefault(action.target, []).append((action, result.value))
+        else:
+            self._record(action, result.value, decisions[action.path])
+
+    def _end_batch(self, key: str, decisions: Mapping[str, Decision], outcome: Outcome,
+                   pending: list[tuple[Action, Entry | None]]) -> None:
+        ended = self.locations[key].end_batch()
+        if not ended.ok:
+            for action, _ in pending:
+                outcome.failures.append(Failure(action.path, key, ended.message))
+            if not pending:
+                log.error("%s", ended.message)
+            return
+        for action, entry in pending:
+            self._record(action, entry, decisions[action.path])
+
+    def _record(self, action: Action, entry: Entry | None, decision: Decision) -> None:
+        """Log the applied action and store what the target holds now."""
+        gen = decision.version.gen
+        target, path = action.target, action.path
+        if action.op is Op.COPY:
+            assert entry is not None and action.source_entry is not None
+            self.stats.copied += 1
+            self.stats.bytes_moved += action.source_entry.size
+            self.store.set_record(path, target, record_of(entry, gen))
+            digest = self._digests.pop((target, path), None)
+            if digest and decision.version.sha256 is None:
+                decision.version.sha256 = digest
+                self.store.set_sha(path, gen, digest)
+            log.info("%s %s  %s -> %s", "conflict" if action.conflict else "copy", path,
+                     action.source, target)
+        elif action.op is Op.MKDIR:
+            self.stats.folders_made += 1
+            self.store.set_record(path, target, Record(gen, True))
+            log.info("mkdir %s  in %s", path, target)
+        else:
+            if action.op is Op.DELETE:
+                self.stats.deleted += 1
+            else:
+                self.stats.folders_removed += 1
+            self.store.set_record(path, target, None)
+            self.store.forget_tombstone(path)
+            log.info("delete %s  in %s", path + ("/" if action.op is Op.RMDIR else ""), target)
+
+    def _apply_one(self, action: Action) -> Result[Entry | None]:
+        """Re-check the target (and source), then act; runs on worker threads for copies."""
+        target = self.locations[action.target]
+        found = target.stat(action.path)
+        if not found.ok:
+            return found
+        if not _same_entry(found.value, action.expect):
+            return Err("changed since the plan was made; it will be looked at again")
+        if action.op is Op.DELETE:
+            deleted = target.delete(action.path)
+            return deleted if not deleted.ok else Ok(None)
+        if action.op is Op.RMDIR:
+            removed = target.rmdir(action.path)
+            return removed if not removed.ok else Ok(None)
+        if action.op is Op.MKDIR:
+            return target.mkdir(action.path)
+        return self._copy(action, target)
+
+    def _copy(self, action: Action, target: Location) -> Result[Entry | None]:
+        assert action.source is not None and action.source_entry is not None
+        source = self.locations[action.source]
+        expected = action.source_entry
+        opened = source.open_read(action.path)
+        if not opened.ok:
+            return opened
+        reader = _CheckedReader(opened.value, expected.size, self.stop)
+        try:
+            written = target.write(action.path, reader, expected.mtime_ns)  # type: ignore[arg-type]
+        finally:
+            reader.close()
+        if not written.ok:
+            return written
+        self._digests[(action.target, action.path)] = reader.digest.hexdigest()
+        return Ok(written.value)

@@ -1,0 +1,230 @@
+"""The abstract ``Location`` every backend implements, and the shared listing model."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, ClassVar
+
+from filesync.excludes import Excludes
+from filesync.result import Err, Ok, Result
+
+#: Top-level folder every location reserves for filesync's own data; never synced.
+RESERVED_DIR = ".filesync"
+#: Temporary files are written as ``.filesync-<12 hex>.tmp`` beside their final name.
+TEMP_NAME = re.compile(r"^\.filesync-[0-9a-f]{12}\.tmp$")
+#: Copies move data in pieces of this size, so memory stays bounded for any file size.
+CHUNK_SIZE = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One file or directory as a location reports it (``path`` is relative, ``/``-separated)."""
+
+    path: str
+    is_dir: bool
+    size: int = 0
+    mtime_ns: int = 0
+
+
+@dataclass
+class Listing:
+    """What one scan of a location found.
+
+    ``blind`` holds paths (files or whole subtrees) the scan could not see; nothing may be
+    concluded about them, least of all that they were deleted.
+    """
+
+    entries: dict[str, Entry] = field(default_factory=dict)
+    temps: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    blind: set[str] = field(default_factory=set)
+
+    def sees(self, path: str) -> bool:
+        """True when this listing can speak for ``path`` (neither it nor a parent is blind)."""
+        if not self.blind:
+            return True
+        while path:
+            if path in self.blind:
+                return False
+            path = path.rpartition("/")[0]
+        return True
+
+
+def unsafe_reason(path: str) -> str | None:
+    """Why ``path`` may not be used as a relative name, or None when it is safe."""
+    if not path:
+        return "empty name"
+    if path.startswith("/") or re.match(r"^[A-Za-z]:", path):
+        return "absolute path"
+    if "\\" in path:
+        return "backslash in name"
+    if "\x00" in path:
+        return "NUL byte in name"
+    parts = path.split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        return "empty, '.' or '..' component"
+    return None
+
+
+def is_reserved(path: str) -> bool:
+    """True for filesync's own names: the ``.filesync`` folder and temporary files."""
+    return (path == RESERVED_DIR or path.startswith(RESERVED_DIR + "/")
+            or TEMP_NAME.match(path.rpartition("/")[2]) is not None)
+
+
+def parents_of(path: str) -> list[str]:
+    """The parent directories of ``path``, outermost first (``a/b/c`` -> ``a``, ``a/b``)."""
+    parts = path.split("/")[:-1]
+    return ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
+
+
+class Location(ABC):
+    """A place files live in: a folder, a ZIP archive, an FTP server, ...
+
+    Backends implement the small abstract core; listing filters, hashing and batch hooks
+    are shared here. Every operation that can fail returns a ``Result``; backend
+    exceptions are translated into ``Err`` at this boundary.
+    """
+
+    #: Short name of the backend, as in the location string (``folder``, ``zip``, ``ftp``).
+    kind: ClassVar[str]
+    #: How far apart two mtimes may be and still count as equal on this backend.
+    mtime_tolerance_ns: ClassVar[int] = 0
+    #: True when writes only land at ``end_batch`` (the engine then records them after it).
+    batched: ClassVar[bool] = False
+
+    def __init__(self, key: str, display: str) -> None:
+        self.key = key
+        self.display = display
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.display}>"
+
+    # ----- identity and lifecycle -------------------------------------------------------
+    def local_path(self) -> Path | None:
+        """The local file or folder backing this location, if any (for nesting checks)."""
+        return None
+
+    @abstractmethod
+    def check(self) -> Result[None]:
+        """Verify the location can be used, changing nothing (a missing root may be creatable)."""
+
+    @abstractmethod
+    def prepare(self) -> Result[None]:
+        """Make the location ready (create a missing root); called once before syncing."""
+
+    def close(self) -> None:
+        """Release connections or handles; the default has none."""
+
+    def begin_batch(self) -> Result[None]:
+        """Start a group of changes that a backend may apply together."""
+        return Ok(None)
+
+    def end_batch(self) -> Result[None]:
+        """Finish the group of changes started by ``begin_batch``."""
+        return Ok(None)
+
+    # ----- the core every backend implements --------------------------------------------
+    @abstractmethod
+    def scan(self, skip_dir: Callable[[str], bool]) -> Result[Listing]:
+        """List every file and directory below the root, not descending where ``skip_dir``.
+
+        ``skip_dir(path)`` is asked for every directory (``.filesync`` included); a skipped
+        directory is left out with everything below it. Temporary files (``TEMP_NAME``) go
+        to ``Listing.temps``, not to the entries. Paths are relative and ``/``-separated;
+        names are passed through as found (the base class rejects unsafe ones). An
+        unreachable root is an ``Err``, never an empty listing.
+        """
+
+    @abstractmethod
+    def stat(self, path: str) -> Result[Entry | None]:
+        """The entry at ``path`` now, ``None`` when nothing is there."""
+
+    @abstractmethod
+    def open_read(self, path: str) -> Result[BinaryIO]:
+        """Open ``path`` for streaming reads; the caller closes the stream."""
+
+    @abstractmethod
+    def write(self, path: str, source: BinaryIO, mtime_ns: int) -> Result[Entry]:
+        """Atomically replace ``path`` with the bytes of ``source``, dated ``mtime_ns``.
+
+        Missing parent directories are created. Returns the entry as the location now
+        reports it, so the next scan does not mistake the write for a change.
+        """
+
+    @abstractmethod
+    def rename(self, old: str, new: str) -> Result[Entry]:
+        """Move the file ``old`` to ``new`` (parents created, an existing ``new`` replaced).
+
+        Used to keep versions under ``.filesync/`` without copying; returns the entry now
+        at ``new``.
+        """
+
+    @abstractmethod
+    def delete(self, path: str) -> Result[None]:
+        """Remove the file at ``path``; a file that is already gone is not an error."""
+
+    @abstractmethod
+    def mkdir(self, path: str) -> Result[Entry]:
+        """Create the directory ``path`` (and its parents); an existing one is fine."""
+
+    @abstractmethod
+    def rmdir(self, path: str) -> Result[None]:
+        """Remove the empty directory ``path``; a non-empty one is an error."""
+
+    # ----- shared logic -----------------------------------------------------------------
+    def list(self, excludes: Excludes) -> Result[Listing]:
+        """Scan and drop excluded, reserved and unsafe names (each unsafe one is a warning)."""
+        def skip(path: str) -> bool:
+            return path == RESERVED_DIR or (bool(excludes) and excludes.dir_excluded(path))
+
+        result = self.scan(skip)
+        if not result.ok:
+            return result
+        listing = result.value
+        kept: dict[str, Entry] = {}
+        for path, entry in listing.entries.items():
+            if is_reserved(path) or excludes.excluded(path, entry.is_dir):
+                continue
+            reason = unsafe_reason(path)
+            if reason:
+                listing.warnings.append(f"skipping unsafe name {path!r} in {self.display}: {reason}")
+                continue
+            kept[path] = entry
+        listing.entries = kept
+        return Ok(listing)
+
+    def list_reserved(self) -> Result[Listing]:
+        """Scan only filesync's own ``.filesync/`` folder (versions, marker)."""
+        def skip(path: str) -> bool:
+            return path != RESERVED_DIR and not path.startswith(RESERVED_DIR + "/")
+
+        result = self.scan(skip)
+        if result.ok:
+            result.value.entries = {
+                path: entry for path, entry in result.value.entries.items()
+                if path.startswith(RESERVED_DIR + "/") or path == RESERVED_DIR}
+        return result
+
+    def stat_many(self, paths: Iterable[str]) -> dict[str, Result[Entry | None]]:
+        """``stat`` several paths; backends with a cheaper bulk query override this."""
+        return {path: self.stat(path) for path in paths}
+
+    def sha256(self, path: str) -> Result[str]:
+        """The SHA-256 hex digest of the file at ``path``, read as a stream."""
+        opened = self.open_read(path)
+        if not opened.ok:
+            return opened
+        digest = hashlib.sha256()
+        try:
+            with opened.value as stream:
+                while chunk := stream.read(CHUNK_SIZE):
+                    digest.update(chunk)
+        except OSError as exc:
+            return Err(f"cannot read {path!r} in {self.display}: {exc.strerror or exc}")
+        return Ok(digest.hexdigest())

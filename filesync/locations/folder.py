@@ -1,0 +1,256 @@
+"""Local folders as locations."""
+
+from __future__ import annotations
+
+import errno
+import os
+import secrets
+import stat as st
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+from filesync.locations.base import CHUNK_SIZE, TEMP_NAME, Entry, Listing, Location, parents_of
+from filesync.locations.spec import FolderSpec
+from filesync.result import Err, Ok, Result
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+class FolderLocation(Location):
+    """A directory tree on a local file system; mtimes are exact (nanoseconds)."""
+
+    kind = "folder"
+
+    def __init__(self, spec: FolderSpec) -> None:
+        super().__init__(spec.key, spec.display)
+        self.root = spec.path
+        self._known_dirs: set[str] = set()
+
+    def local_path(self) -> Path:
+        """The folder itself."""
+        return self.root
+
+    def _full(self, path: str) -> str:
+        return os.path.join(self.root, path)
+
+    def _fail(self, action: str, path: str, exc: OSError) -> Err:
+        reason = exc.strerror or str(exc)
+        where = f"{path!r} in {self.display}" if path else self.display
+        return Err(f"cannot {action} {where}: {reason}")
+
+    # ----- lifecycle ----------------------------------------------------------------------
+    def check(self) -> Result[None]:
+        """The folder must exist, or its parent must, so that it can be created."""
+        if self.root.is_dir():
+            if not os.access(self.root, os.R_OK | os.X_OK):
+                return Err(f"folder {self.root} is not readable; check its permissions")
+            return Ok(None)
+        if self.root.exists():
+            return Err(f"{self.root} exists but is not a folder; give the path of a folder")
+        if not self.root.parent.is_dir():
+            return Err(f"folder {self.root} does not exist, and neither does its parent "
+                       f"{self.root.parent}; create it first or fix the path")
+        return Ok(None)
+
+    def prepare(self) -> Result[None]:
+        """Create the folder when only it (not its parent) is missing."""
+        checked = self.check()
+        if not checked.ok or self.root.is_dir():
+            return checked
+        try:
+            self.root.mkdir()
+        except OSError as exc:
+            return self._fail("create folder", "", exc)
+        return Ok(None)
+
+    def begin_batch(self) -> Result[None]:
+        """Forget which directories were verified: the user may have changed them since."""
+        self._known_dirs.clear()
+        return Ok(None)
+
+    # ----- listing ------------------------------------------------------------------------
+    def scan(self, skip_dir: Callable[[str], bool]) -> Result[Listing]:
+        """Walk the tree without following symlinks; unreadable subtrees become blind."""
+        listing = Listing()
+        entries = listing.entries
+        try:
+            root_iter = os.scandir(self.root)
+        except FileNotFoundError:
+            return Err(f"folder {self.root} is missing (deleted, or a disk not mounted?)")
+        except OSError as exc:
+            return self._fail("list", "", exc)
+        stack: list[tuple[str, os.ScandirIterator[str]]] = [("", root_iter)]
+        while stack:
+            prefix, iterator = stack.pop()
+            with iterator:
+                for item in iterator:
+                    rel = prefix + item.name
+                    try:
+                        if item.is_dir(follow_symlinks=False):
+                            if skip_dir(rel):
+                                continue
+                            entries[rel] = Entry(rel, True)
+                            try:
+                                stack.append((rel + "/", os.scandir(item.path)))
+                            except OSError as exc:
+                                listing.blind.add(rel)
+                                listing.warnings.append(str(self._fail("list", rel, exc).message))
+                            continue
+                        if item.is_file(follow_symlinks=False):
+                            if TEMP_NAME.match(item.name):
+                                listing.temps.append(rel)
+                                continue
+                            info = item.stat(follow_symlinks=False)
+                            entries[rel] = Entry(rel, False, info.st_size, info.st_mtime_ns)
+                        elif item.is_symlink():
+                            listing.blind.add(rel)
+                            listing.warnings.append(
+                                f"skipping symbolic link {rel!r} in {self.display}: links are "
+                                "not followed")
+                        else:
+                            listing.blind.add(rel)
+                            listing.warnings.append(
+                                f"skipping {rel!r} in {self.display}: not a regular file")
+                    except OSError as exc:
+                        listing.blind.add(rel)
+                        listing.warnings.append(self._fail("read", rel, exc).message)
+        return Ok(listing)
+
+    def stat(self, path: str) -> Result[Entry | None]:
+        """The entry at ``path``; a symlink or special file is an error (never followed)."""
+        try:
+            info = os.lstat(self._full(path))
+        except (FileNotFoundError, NotADirectoryError):
+            return Ok(None)
+        except OSError as exc:
+            return self._fail("read", path, exc)
+        if st.S_ISDIR(info.st_mode):
+            return Ok(Entry(path, True))
+        if st.S_ISREG(info.st_mode):
+            return Ok(Entry(path, False, info.st_size, info.st_mtime_ns))
+        return Err(f"{path!r} in {self.display} is a link or special file; it is not synced")
+
+    # ----- reading and writing ------------------------------------------------------------
+    def open_read(self, path: str) -> Result[BinaryIO]:
+        """Open the file without following a symlink at its name."""
+        try:
+            fd = os.open(self._full(path), os.O_RDONLY | _NOFOLLOW)
+        except OSError as exc:
+            return self._fail("read", path, exc)
+        return Ok(os.fdopen(fd, "rb", buffering=0))
+
+    def _ensure_parents(self, path: str) -> Result[None]:
+        """Create missing parent directories; refuse to go through a symlink."""
+        for parent in parents_of(path):
+            if parent in self._known_dirs:
+                continue
+            full = self._full(parent)
+            try:
+                info = os.lstat(full)
+            except FileNotFoundError:
+                try:
+                    os.mkdir(full)
+                except FileExistsError:
+                    pass
+                except OSError as exc:
+                    return self._fail("create folder", parent, exc)
+            except OSError as exc:
+                return self._fail("read", parent, exc)
+            else:
+                if st.S_ISLNK(info.st_mode):
+                    return Err(f"{parent!r} in {self.display} is a symbolic link; filesync does "
+                               "not write through links")
+                if not st.S_ISDIR(info.st_mode):
+                    return Err(f"{parent!r} in {self.display} is a file where a folder is needed")
+            self._known_dirs.add(parent)
+        return Ok(None)
+
+    def write(self, path: str, source: BinaryIO, mtime_ns: int) -> Result[Entry]:
+        """Copy ``source`` into a temporary file beside ``path``, date it, rename it over."""
+        parents = self._ensure_parents(path)
+        if not parents.ok:
+            return parents
+        full = self._full(path)
+        temp = os.path.join(os.path.dirname(full), f".filesync-{secrets.token_hex(6)}.tmp")
+        try:
+            mode = st.S_IMODE(os.lstat(full).st_mode)
+        except OSError:
+            mode = 0o666
+        try:
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, mode)
+        except OSError as exc:
+            self._known_dirs.clear()
+            return self._fail("write", path, exc)
+        try:
+            try:
+                _copy_to_fd(source, fd)
+                os.utime(fd, ns=(mtime_ns, mtime_ns))
+                info = os.fstat(fd)
+            finally:
+                os.close(fd)
+            os.replace(temp, full)
+        except BaseException as exc:
+            # Never leave a partial file behind, whatever stopped the copy.
+            try:
+                os.unlink(temp)
+            except OSError:
+                pass
+            if isinstance(exc, OSError):
+                return self._fail("write", path, exc)
+            raise
+        return Ok(Entry(path, False, info.st_size, info.st_mtime_ns))
+
+    def rename(self, old: str, new: str) -> Result[Entry]:
+        """Move a file within the folder (one rename; parents of ``new`` are created)."""
+        parents = self._ensure_parents(new)
+        if not parents.ok:
+            return parents
+        try:
+            os.replace(self._full(old), self._full(new))
+            info = os.lstat(self._full(new))
+        except OSError as exc:
+            return self._fail(f"move {old!r} to", new, exc)
+        return Ok(Entry(new, False, info.st_size, info.st_mtime_ns))
+
+    def delete(self, path: str) -> Result[None]:
+        """Remove one file (a missing one is fine)."""
+        try:
+            os.unlink(self._full(path))
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            return self._fail("delete", path, exc)
+        return Ok(None)
+
+    def mkdir(self, path: str) -> Result[Entry]:
+        """Create a directory and any missing parents."""
+        made = self._ensure_parents(path + "/x")
+        if not made.ok:
+            return made
+        return Ok(Entry(path, True))
+
+    def rmdir(self, path: str) -> Result[None]:
+        """Remove an empty directory (a missing one is fine)."""
+        self._known_dirs.clear()
+        try:
+            os.rmdir(self._full(path))
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                return Err(f"cannot delete folder {path!r} in {self.display}: it is not empty")
+            return self._fail("delete folder", path, exc)
+        return Ok(None)
+
+
+def _copy_to_fd(source: BinaryIO, fd: int) -> None:
+    """Stream ``source`` into ``fd`` in bounded pieces."""
+    while True:
+        chunk = source.read(CHUNK_SIZE)
+        if not chunk:
+            return
+        view = memoryview(chunk)
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]

@@ -1,0 +1,162 @@
+"""Parse location strings (``folder:PATH``, ``zip:PATH``, ``ftp://…``) into typed specs."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote
+
+from filesync.result import Err, Ok, Result
+
+FORMS = ("folder:PATH", "zip:PATH", "ftp:USER:PASSWORD@HOST[:PORT]/PATH",
+         "ftp://USER:PASSWORD@HOST[:PORT]/PATH", "ftps://USER:PASSWORD@HOST[:PORT]/PATH",
+         "a bare path (*.zip is a ZIP archive, anything else a folder)")
+_PREFIX = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
+
+
+@dataclass(frozen=True)
+class FolderSpec:
+    """A local folder."""
+
+    path: Path
+
+    @property
+    def key(self) -> str:
+        """Identity of the location, used for state and duplicate checks."""
+        return f"folder:{self.path}"
+
+    @property
+    def display(self) -> str:
+        """How logs name the location."""
+        return f"folder:{self.path}"
+
+
+@dataclass(frozen=True)
+class ZipSpec:
+    """A ZIP archive used as a location."""
+
+    path: Path
+
+    @property
+    def key(self) -> str:
+        """Identity of the location, used for state and duplicate checks."""
+        return f"zip:{self.path}"
+
+    @property
+    def display(self) -> str:
+        """How logs name the location."""
+        return f"zip:{self.path}"
+
+
+@dataclass(frozen=True)
+class FtpSpec:
+    """An FTP or FTPS server directory; the password never appears in ``key`` or ``display``."""
+
+    tls: bool
+    user: str
+    password: str | None
+    host: str
+    port: int
+    path: str
+
+    @property
+    def key(self) -> str:
+        """Identity without the password (state files and logs may show it)."""
+        scheme = "ftps" if self.tls else "ftp"
+        return f"{scheme}://{self.user}@{self.host}:{self.port}{self.path}"
+
+    @property
+    def display(self) -> str:
+        """How logs name the location: the password is shown as ``***``."""
+        scheme = "ftps" if self.tls else "ftp"
+        secret = ":***" if self.password else ""
+        return f"{scheme}://{self.user}{secret}@{self.host}:{self.port}{self.path}"
+
+
+LocationSpec = FolderSpec | ZipSpec | FtpSpec
+
+
+def _local_path(raw: str, what: str) -> Result[Path]:
+    if not raw.strip():
+        return Err(f"{what} needs a path, e.g. {what}:./backup")
+    expanded = os.path.expanduser(raw)
+    # realpath, so one folder reached through a symlink is still recognised as the same one.
+    return Ok(Path(os.path.realpath(os.path.abspath(expanded))))
+
+
+def _parse_ftp(rest: str, tls: bool, text: str) -> Result[FtpSpec]:
+    scheme = "ftps" if tls else "ftp"
+    example = f"{scheme}://user:password@host[:port]/path"
+    # The path starts at the first "/"; a "/" in a password must be written as %2F.
+    authority, slash, path = rest.partition("/")
+    userinfo, at, hostport = authority.rpartition("@")
+    if not at:
+        userinfo, hostport = "", authority
+    if not hostport:
+        return Err(f"{_mask(text)!r}: no host given; expected {example}")
+    user, colon, password = userinfo.partition(":")
+    if hostport.startswith("["):
+        host, _, after = hostport[1:].partition("]")
+        port_sep, port_text = after[:1], after[1:]
+    elif hostport.count(":") == 1:
+        host, port_sep, port_text = hostport.partition(":")
+    else:
+        host, port_sep, port_text = hostport, "", ""
+    if not port_sep:
+        port = 21
+    elif not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        return Err(f"{_mask(text)!r}: port {port_text!r} is not a number from 1 to 65535")
+    else:
+        port = int(port_text)
+    return Ok(FtpSpec(
+        tls=tls,
+        user=unquote(user) or "anonymous",
+        password=unquote(password) if colon else None,
+        host=host,
+        port=port,
+        path="/" + unquote(path).strip("/") if slash else "/",
+    ))
+
+
+def _mask(text: str) -> str:
+    """Hide the password of an FTP location string, for error messages."""
+    return re.sub(r"^((?:ftps?://|ftp:)[^:@/]*:)[^@]*@", r"\1***@", text)
+
+
+def mask_secrets(text: str) -> str:
+    """Mask passwords in a location string so it can be shown or logged."""
+    return _mask(text)
+
+
+def parse_location(text: str) -> Result[LocationSpec]:
+    """Parse one location string; an ``Err`` says what is wrong and lists the valid forms."""
+    text = text.strip()
+    if not text:
+        return Err("empty location; valid forms: " + ", ".join(FORMS))
+    lowered = text.lower()
+    if lowered.startswith(("ftp://", "ftps://")):
+        tls = lowered.startswith("ftps://")
+        return _parse_ftp(text.split("://", 1)[1], tls, text)
+    match = _PREFIX.match(text)
+    # One letter before a colon is a Windows drive letter, not a location kind.
+    if match and len(match.group(1)) > 1:
+        prefix, rest = match.group(1).lower(), text[match.end():]
+        if prefix == "folder":
+            path = _local_path(rest, "folder")
+            return Ok(FolderSpec(path.value)) if path.ok else path
+        if prefix == "zip":
+            path = _local_path(rest, "zip")
+            return Ok(ZipSpec(path.value)) if path.ok else path
+        if prefix == "ftp":
+            return _parse_ftp(rest, False, text)
+        return Err(f"unknown location kind {prefix + ':'!r} in {_mask(text)!r}; valid forms: "
+                   + ", ".join(FORMS) + " (write folder:PATH or ./PATH for a folder whose name "
+                   "contains a colon)")
+    path = _local_path(text, "folder")
+    if not path.ok:
+        return path
+    if text.lower().endswith(".zip"):
+        return Ok(ZipSpec(path.value))
+    return Ok(FolderSpec(path.value))

@@ -1,0 +1,51 @@
+"""Console and file logging: colored on a terminal, plain otherwise."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+_COLORS = {
+    logging.DEBUG: "\033[2m",
+    logging.WARNING: "\033[33m",
+    logging.ERROR: "\033[31m",
+    logging.CRITICAL: "\033[1;31m",
+}
+_ACTION_COLORS = {"copy": "\033[32m", "mkdir": "\033[32m", "delete": "\033[35m",
+                  "conflict": "\033[1;33m"}
+_RESET = "\033[0m"
+
+
+class _ConsoleFormatter(logging.Formatter):
+    def __init__(self, color: bool) -> None:
+        super().__init__("%(asctime)s %(message)s", "%H:%M:%S")
+        self.color = color
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        if record.levelno >= logging.WARNING:
+            stamp, _, rest = text.partition(" ")
+            text = f"{stamp} {record.levelname.lower()}: {rest}"
+        if not self.color:
+            return text
+        color = _COLORS.get(record.levelno)
+        if color is None:
+            color = _ACTION_COLORS.get(str(record.msg).split(" ", 1)[0], "")
+        return f"{color}{text}{_RESET}" if color else text
+
+
+def setup_logging(verbosity: int, log_file: str | None) -> logging.Logger:
+    """Log to stderr (and to ``log_file``): -1 quiet (warnings), 0 actions, 1 debug."""
+    logger = logging.getLogger("filesync")
+    logger.handlers.clear()
+    logger.propagate = False
+    level = {-1: logging.WARNING, 0: logging.INFO}.get(verbosity, logging.DEBUG)
+    logger.setLevel(level)
+    console = logging.StreamHandler(sys.stderr)
+    console.setFormatter(_ConsoleFormatter(sys.stderr.isatty()))
+    logger.addHandler(console)
+    if log_file:
+        handler = logging.FileHandler(log_file, encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        logger.addHandler(handler)
+    return logger

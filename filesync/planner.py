@@ -1,0 +1,360 @@
+"""The pure planning step: listings + stored state -> decisions and actions.
+
+Nothing here touches a location. When two entries can only be told apart by their
+content, the plan asks for their hashes (``Plan.hash_requests``); the caller computes them
+and plans again. The same plan is what ``--dry-run`` prints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+
+from filesync.locations.base import Entry, Listing, parents_of
+from filesync.state import PathState, Record, Version
+
+
+class Op(Enum):
+    """What an action does; the value is the order actions run in (deletions first)."""
+
+    DELETE = 0
+    RMDIR = 1
+    MKDIR = 2
+    COPY = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """One change at one location.
+
+    ``expect`` is what the plan assumed the target holds now; the executor re-checks it
+    before acting, so a file changed in the meantime is never clobbered.
+    """
+
+    op: Op
+    path: str
+    target: str
+    expect: Entry | None
+    source: str | None = None
+    source_entry: Entry | None = None
+    conflict: bool = False
+
+    def sort_key(self) -> tuple[int, int, str]:
+        """Deletions, then folders removed deepest first, folders made, then copies."""
+        depth = self.path.count("/")
+        return (self.op.value, -depth if self.op is Op.RMDIR else depth, self.path)
+
+
+@dataclass(slots=True)
+class Decision:
+    """What one path becomes: its new version, who holds it already, and the actions."""
+
+    path: str
+    version: Version
+    holders: dict[str, Record]
+    actions: list[Action]
+    forget: list[str] = field(default_factory=list)
+    conflicts: list[str] = field(default_factory=list)
+    winner: str | None = None
+
+
+@dataclass
+class Plan:
+    """Decisions for every path that needs one, plus what could not be decided yet."""
+
+    decisions: list[Decision] = field(default_factory=list)
+    hash_requests: set[tuple[str, str]] = field(default_factory=set)
+    problems: list[str] = field(default_factory=list)
+
+    def actions(self) -> list[Action]:
+        """All actions of the plan, in the order they must run."""
+        return sorted((a for d in self.decisions for a in d.actions), key=Action.sort_key)
+
+
+@dataclass
+class PlanInput:
+    """Everything the planner looks at.
+
+    ``order`` lists location keys by priority (ties go to the earlier one; with
+    ``one_way`` the first is the source). A listing of ``None`` means the location is
+    unavailable: nothing is concluded from it. ``paths`` limits planning to some paths
+    (watch mode); ``None`` plans every path seen or stored.
+    """
+
+    order: Sequence[str]
+    listings: Mapping[str, Listing | None]
+    state: Mapping[str, PathState]
+    tolerance_ns: Mapping[str, int]
+    hashes: Mapping[tuple[str, str], str] = field(default_factory=dict)
+    paths: Iterable[str] | None = None
+    one_way: bool = False
+    excluded: Callable[[str, bool], bool] | None = None
+
+
+_CURRENT, _BEHIND, _CHANGED = "current", "behind", "changed"
+
+
+def record_of(entry: Entry, gen: int) -> Record:
+    """The record to store for a location that holds ``entry`` at generation ``gen``."""
+    return Record(gen, entry.is_dir, entry.size, entry.mtime_ns)
+
+
+def _matches(entry: Entry, record: Record, tolerance: int) -> bool:
+    if entry.is_dir or record.is_dir:
+        return entry.is_dir == record.is_dir
+    return entry.size == record.size and abs(entry.mtime_ns - record.mtime_ns) <= tolerance
+
+
+class _PathPlanner:
+    """Plans one path; holds the per-path views so the helpers stay small."""
+
+    def __init__(self, inputs: PlanInput, plan: Plan, path: str, state: PathState,
+                 present: list[str], current: dict[str, Entry | None]) -> None:
+        self.inputs = inputs
+        self.plan = plan
+        self.path = path
+        self.state = state
+        self.version = state.version
+        self.gen = state.version.gen if state.version else 0
+        self.present = present
+        self.current = current
+        self.status: dict[str, str] = {}
+        self.stale: set[str] = set()
+        self.pending = False
+
+    def classify(self) -> None:
+        version = self.version
+        live = version is not None and not version.deleted
+        for key in self.present:
+            entry = self.current[key]
+            record = self.state.records.get(key)
+            if record is None:
+                status = _CHANGED if entry is not None else (_BEHIND if live else _CURRENT)
+            elif entry is None or not _matches(entry, record, self.inputs.tolerance_ns[key]):
+                status = _CHANGED
+            else:
+                status = _CURRENT if record.gen == self.gen else _BEHIND
+            self.status[key] = status
+            if status == _CHANGED and (record is None or record.gen != self.gen):
+                self.stale.add(key)
+
+    # ----- content comparison -------------------------------------------------------------
+    def _hash(self, key: str) -> str | None:
+        known = self.inputs.hashes.get((key, self.path))
+        if known is None and self.status.get(key) == _CURRENT and self.version is not None:
+            known = self.version.sha256
+        return known
+
+    def same(self, key_a: str, entry_a: Entry, key_b: str, entry_b: Entry) -> bool | None:
+        """Equal content? ``None`` when only hashes can tell (they are then requested)."""
+        if entry_a.is_dir or entry_b.is_dir:
+            return entry_a.is_dir == entry_b.is_dir
+        if entry_a.size != entry_b.size:
+            return False
+        tolerance = max(self.inputs.tolerance_ns[key_a], self.inputs.tolerance_ns[key_b])
+        if entry_a.size == 0 or abs(entry_a.mtime_ns - entry_b.mtime_ns) <= tolerance:
+            return True
+        hash_a, hash_b = self._hash(key_a), self._hash(key_b)
+        if hash_a is not None and hash_b is not None:
+            return hash_a == hash_b
+        for key, digest in ((key_a, hash_a), (key_b, hash_b)):
+            if digest is None:
+                self.plan.hash_requests.add((key, self.path))
+        self.pending = True
+        return None
+
+    # ----- building a decision ------------------------------------------------------------
+    def _delete_actions(self, key: str) -> list[Action]:
+        entry = self.current[key]
+        if entry is None:
+            return []
+        return [Action(Op.RMDIR if entry.is_dir else Op.DELETE, self.path, key, entry)]
+
+    def converge(self, winner_key: str | None, winner: Entry | None, gen: int,
+                 conflicts: set[str]) -> Decision | None:
+        """Make every present location hold ``winner`` (``None``: the path is deleted)."""
+        holders: dict[str, Record] = {}
+        actions: list[Action] = []
+        forget: list[str] = []
+        for key in self.present:
+            entry = self.current[key]
+            if winner is None:
+                actions += self._delete_actions(key)
+                if entry is None and key in self.state.records:
+                    forget.append(key)
+                continue
+            if entry is not None and (key == winner_key or self.same(
+                    winner_key or key, winner, key, entry)):
+                holders[key] = record_of(entry, gen)
+                continue
+            if entry is not None and entry.is_dir != winner.is_dir:
+                actions += self._delete_actions(key)
+            op = Op.MKDIR if winner.is_dir else Op.COPY
+            actions.append(Action(op, self.path, key, entry, winner_key, winner,
+                                  conflict=key in conflicts and entry is not None))
+        if self.pending:
+            return None
+        if winner is None:
+            version = Version(gen, True, self.version.is_dir if self.version else False)
+        else:
+            sha = self.inputs.hashes.get((winner_key or "", self.path)) if winner_key else None
+            if sha is None and self.version is not None and gen == self.gen:
+                sha = self.version.sha256
+            version = Version(gen, False, winner.is_dir, winner.size, winner.mtime_ns, sha)
+        unchanged = (not actions and not forget and gen == self.gen
+                     and all(self.state.records.get(k) == r for k, r in holders.items()))
+        if unchanged:
+            return None
+        return Decision(self.path, version, holders, actions, forget,
+                        sorted(conflicts, key=self.inputs.order.index), winner_key)
+
+    def decide_two_way(self) -> Decision | None:
+        changed = [k for k in self.present if self.status[k] == _CHANGED]
+        holder = next((k for k in self.present if self.status[k] == _CURRENT), None)
+        if not changed:
+            if all(self.status[k] == _CURRENT for k in self.present):
+                return None
+            if self.version is None or self.version.deleted:
+                return self.converge(None, None, self.gen, set())
+            if holder is None or self.current[holder] is None:
+                return None  # every location holding the agreed version is out of reach
+            return self.converge(holder, self.current[holder], self.gen, set())
+        candidates = [k for k in changed if self.current[k] is not None]
+        if (self.stale and holder is not None and self.current[holder] is not None
+                and holder not in candidates):
+            # A location that missed the agreed version changed its older copy: the agreed
+            # version counts as a concurrent edit, so the newest still wins.
+            candidates.append(holder)
+        if not candidates:
+            return self.converge(None, None, self.gen + 1, set())
+        kinds = {self.current[k].is_dir for k in candidates}  # type: ignore[union-attr]
+        if len(kinds) > 1:
+            where = ", ".join(
+                f"{'a folder' if self.current[k].is_dir else 'a file'} in {k}"  # type: ignore[union-attr]
+                for k in candidates)
+            self.plan.problems.append(
+                f"{self.path!r} is {where}; rename one of them so both can be kept")
+            return None
+        order = self.inputs.order
+        winner_key = max(candidates, key=lambda k: (self.current[k].mtime_ns,  # type: ignore[union-attr]
+                                                    -order.index(k)))
+        winner = self.current[winner_key]
+        assert winner is not None
+        losers: set[str] = set()
+        for key in candidates:
+            if key == winner_key:
+                continue
+            verdict = self.same(winner_key, winner, key, self.current[key])  # type: ignore[arg-type]
+            if verdict is False:
+                losers.add(key)
+        if self.pending:
+            return None
+        return self.converge(winner_key, winner, self.gen + 1, losers)
+
+    def decide_one_way(self) -> Decision | None:
+        source = self.inputs.order[0]
+        if source not in self.present:
+            return None  # never derive anything from a source we cannot see
+        entry = self.current[source]
+        gen = self.gen if self.status[source] == _CURRENT else self.gen + 1
+        if entry is None:
+            return self.converge(None, None, gen, set())
+        losers = {k for k in self.present
+                  if k != source and self.status[k] == _CHANGED and self.current[k] is not None}
+        return self.converge(source, entry, gen, losers)
+
+
+def plan(inputs: PlanInput) -> Plan:
+    """Decide, for every path in scope, what each available location must become."""
+    result = Plan()
+    available = [k for k in inputs.order if inputs.listings.get(k) is not None]
+    if len(available) < 2 or (inputs.one_way and inputs.order[0] not in available):
+        return result
+    listings = {k: inputs.listings[k] for k in available}
+    if inputs.paths is None:
+        paths: set[str] = set(inputs.state)
+        for key in available:
+            paths.update(listings[key].entries)  # type: ignore[union-attr]
+    else:
+        paths = set(inputs.paths)
+    excluded = inputs.excluded
+    empty = PathState()
+    for path in sorted(paths):
+        state = inputs.state.get(path, empty)
+        present = [k for k in available if listings[k].sees(path)]  # type: ignore[union-attr]
+        if len(present) < 2:
+            continue
+        current = {k: listings[k].entries.get(path) for k in present}  # type: ignore[union-attr]
+        if excluded is not None:
+            sample = next((e for e in current.values() if e is not None), None)
+            is_dir = sample.is_dir if sample else bool(state.version and state.version.is_dir)
+            if excluded(path, is_dir):
+                continue
+        if _in_sync(state, present, current, inputs.tolerance_ns):
+            continue
+        planner = _PathPlanner(inputs, result, path, state, present, current)
+        planner.classify()
+        decision = planner.decide_one_way() if inputs.one_way else planner.decide_two_way()
+        if decision is not None:
+            result.decisions.append(decision)
+    _keep_needed_folders(result, listings)
+    return result
+
+
+def _in_sync(state: PathState, present: list[str], current: Mapping[str, Entry | None],
+             tolerance: Mapping[str, int]) -> bool:
+    """The hot path of a no-op round: every location still holds the agreed version."""
+    version = state.version
+    if version is None or version.deleted:
+        return False
+    records = state.records
+    for key in present:
+        entry = current[key]
+        record = records.get(key)
+        if (entry is None or record is None or record.gen != version.gen
+                or not _matches(entry, record, tolerance[key])):
+            return False
+    return True
+
+
+def _keep_needed_folders(result: Plan, listings: Mapping[str, Listing | None]) -> None:
+    """Cancel removing a folder that will still hold something (an edit beats a delete).
+
+    Such a folder is kept everywhere instead: it is created again where it was deleted.
+    """
+    removals = [(d, a) for d in result.decisions for a in d.actions if a.op is Op.RMDIR]
+    if not removals:
+        return
+    survivors: dict[str, set[str]] = {}
+    deleted = {(a.target, a.path) for d in result.decisions for a in d.actions
+               if a.op in (Op.DELETE, Op.RMDIR)}
+    for key, listing in listings.items():
+        if listing is None:
+            continue
+        folders = survivors.setdefault(key, set())
+        for path in listing.entries:
+            if (key, path) not in deleted:
+                folders.update(parents_of(path))
+    for decision in result.decisions:
+        for action in decision.actions:
+            if action.op in (Op.COPY, Op.MKDIR):
+                survivors.setdefault(action.target, set()).update(parents_of(action.path))
+    kept: set[str] = set()
+    for decision, action in removals:
+        if action.path in survivors.get(action.target, set()):
+            kept.add(decision.path)
+    for decision in result.decisions:
+        if decision.path not in kept:
+            continue
+        gen = decision.version.gen
+        decision.actions = [a for a in decision.actions if a.op is not Op.RMDIR]
+        decision.version = Version(gen, False, True)
+        decision.forget = []
+        for key, listing in listings.items():
+            entry = listing.entries.get(decision.path) if listing else None
+            if entry is not None and entry.is_dir:
+                decision.holders[key] = Record(gen, True)
+            elif listing is not None and listing.sees(decision.path):
+                decision.actions.append(Action(Op.MKDIR, decision.path, key, entry, None,
+                                               Entry(decision.path, True)))

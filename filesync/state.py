@@ -1,0 +1,233 @@
+"""The state store: per path, the version last agreed on and what each location held of it.
+
+Only a comparison with this base tells a deletion from a creation, so every change the
+engine applies is written here at once (sqlite in WAL mode: one commit per applied action,
+so an interruption loses at most the file in flight).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import sqlite3
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from filesync.result import Err, Ok, Result
+
+SCHEMA_VERSION = "1"
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS locations(id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS versions(
+    path TEXT PRIMARY KEY, gen INTEGER NOT NULL, deleted INTEGER NOT NULL,
+    is_dir INTEGER NOT NULL, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, sha256 TEXT
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS records(
+    path TEXT NOT NULL, location INTEGER NOT NULL, gen INTEGER NOT NULL,
+    is_dir INTEGER NOT NULL, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
+    PRIMARY KEY(path, location)
+) WITHOUT ROWID;
+"""
+
+
+@dataclass(slots=True)
+class Version:
+    """The content all locations last agreed on for one path (or its deletion)."""
+
+    gen: int
+    deleted: bool
+    is_dir: bool
+    size: int = 0
+    mtime_ns: int = 0
+    sha256: str | None = None
+
+
+@dataclass(slots=True)
+class Record:
+    """What one location held of a path when it was last in sync, as that location reports it."""
+
+    gen: int
+    is_dir: bool
+    size: int = 0
+    mtime_ns: int = 0
+
+
+@dataclass(slots=True)
+class PathState:
+    """The stored base of one path: its version and each location's record."""
+
+    version: Version | None = None
+    records: dict[str, Record] = field(default_factory=dict)
+
+
+def default_state_path(location_keys: Sequence[str]) -> Path:
+    """One state file per set of locations, named from their password-free keys."""
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(
+        os.path.expanduser("~"), ".local", "state")
+    digest = hashlib.sha256("\n".join(sorted(location_keys)).encode()).hexdigest()[:16]
+    return Path(base) / "filesync" / f"{digest}.sqlite"
+
+
+class StateStore:
+    """The sqlite database behind one sync group; used from one thread only."""
+
+    def __init__(self, connection: sqlite3.Connection, path: Path, fresh: bool) -> None:
+        self._db = connection
+        self.path = path
+        #: True when no earlier state was found: the engine then takes the union, deletes nothing.
+        self.fresh = fresh
+        self._ids: dict[str, int] = {
+            key: ident for ident, key in self._db.execute("SELECT id, key FROM locations")}
+        self._keys = {ident: key for key, ident in self._ids.items()}
+
+    @classmethod
+    def open(cls, path: Path, location_keys: Sequence[str]) -> Result[tuple[StateStore, str]]:
+        """Open or create the store; a damaged one is set aside and replaced, with a warning.
+
+        Returns the store and a warning ("" when there is none).
+        """
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            return Err(f"cannot create the state folder {path.parent}: {exc.strerror or exc}")
+        warning = ""
+        existed = path.exists()
+        opened = cls._connect(path)
+        if not opened.ok and existed:
+            aside = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+            try:
+                path.rename(aside)
+            except OSError as exc:
+                return Err(f"state file {path} is unreadable ({opened.message}) and cannot be "
+                           f"moved aside: {exc.strerror or exc}")
+            for suffix in ("-wal", "-shm"):
+                with contextlib.suppress(OSError):
+                    Path(str(path) + suffix).unlink()
+            warning = (f"state file {path} was unreadable ({opened.message}); it was moved to "
+                       f"{aside.name} and this run is treated as a first run: nothing is deleted")
+            existed = False
+            opened = cls._connect(path)
+        if not opened.ok:
+            return opened
+        db = opened.value
+        fresh = not existed or db.execute("SELECT COUNT(*) FROM versions").fetchone()[0] == 0
+        store = cls(db, path, fresh)
+        for key in location_keys:
+            store._location_id(key)
+        db.commit()
+        return Ok((store, warning))
+
+    @staticmethod
+    def _connect(path: Path) -> Result[sqlite3.Connection]:
+        try:
+            db = sqlite3.connect(path, isolation_level=None, check_same_thread=True)
+            db.execute("PRAGMA journal_mode=WAL")
+            # A killed process loses nothing committed; only a power cut could, which the
+            # next run survives by treating unrecorded files as new (no deletions).
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.executescript(_SCHEMA)
+            row = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+            if row is None:
+                db.execute("INSERT INTO meta VALUES('schema', ?)", (SCHEMA_VERSION,))
+            elif row[0] != SCHEMA_VERSION:
+                db.close()
+                return Err(f"state schema {row[0]} is not the one this filesync uses "
+                           f"({SCHEMA_VERSION})")
+            db.execute("SELECT COUNT(*) FROM records").fetchone()
+        except sqlite3.Error as exc:
+            return Err(str(exc))
+        return Ok(db)
+
+    def close(self) -> None:
+        """Close the database."""
+        self._db.close()
+
+    def _location_id(self, key: str) -> int:
+        ident = self._ids.get(key)
+        if ident is None:
+            cursor = self._db.execute("INSERT INTO locations(key) VALUES(?)", (key,))
+            ident = int(cursor.lastrowid or 0)
+            self._ids[key] = ident
+            self._keys[ident] = key
+        return ident
+
+    # ----- reading ------------------------------------------------------------------------
+    def load(self, paths: Iterable[str] | None = None) -> dict[str, PathState]:
+        """The stored base of every path, or of ``paths`` only."""
+        states: dict[str, PathState] = {}
+        if paths is None:
+            version_rows = self._db.execute("SELECT * FROM versions")
+            record_rows = self._db.execute("SELECT * FROM records")
+            self._fill(states, version_rows, record_rows)
+            return states
+        wanted = list(paths)
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            self._fill(states,
+                       self._db.execute(f"SELECT * FROM versions WHERE path IN ({marks})", chunk),
+                       self._db.execute(f"SELECT * FROM records WHERE path IN ({marks})", chunk))
+        return states
+
+    def _fill(self, states: dict[str, PathState], version_rows: Iterable[tuple],
+              record_rows: Iterable[tuple]) -> None:
+        for path, gen, deleted, is_dir, size, mtime_ns, sha in version_rows:
+            states[path] = PathState(Version(gen, bool(deleted), bool(is_dir), size, mtime_ns, sha))
+        keys = self._keys
+        for path, location, gen, is_dir, size, mtime_ns in record_rows:
+            state = states.get(path)
+            if state is None:
+                state = states[path] = PathState()
+            state.records[keys[location]] = Record(gen, bool(is_dir), size, mtime_ns)
+
+    # ----- writing ------------------------------------------------------------------------
+    def set_version(self, path: str, version: Version, holders: dict[str, Record]) -> None:
+        """Store a path's new version and the locations that already hold it, in one commit."""
+        with self._transaction():
+            self._db.execute(
+                "INSERT OR REPLACE INTO versions VALUES(?,?,?,?,?,?,?)",
+                (path, version.gen, int(version.deleted), int(version.is_dir), version.size,
+                 version.mtime_ns, version.sha256))
+            for key, record in holders.items():
+                self._put_record(path, key, record)
+
+    def set_record(self, path: str, location: str, record: Record | None) -> None:
+        """Store (or with ``None`` forget) what ``location`` holds of ``path``, in one commit."""
+        with self._transaction():
+            if record is None:
+                self._db.execute("DELETE FROM records WHERE path=? AND location=?",
+                                 (path, self._location_id(location)))
+            else:
+                self._put_record(path, location, record)
+
+    def set_sha(self, path: str, gen: int, sha256: str) -> None:
+        """Remember the content hash of a path's version, learnt while copying it."""
+        with self._transaction():
+            self._db.execute("UPDATE versions SET sha256=? WHERE path=? AND gen=?",
+                             (sha256, path, gen))
+
+    def forget_tombstone(self, path: str) -> None:
+        """Drop a deleted path's version once no location keeps a record of it."""
+        with self._transaction():
+            self._db.execute(
+                "DELETE FROM versions WHERE path=? AND deleted=1 AND NOT EXISTS "
+                "(SELECT 1 FROM records WHERE records.path=versions.path)", (path,))
+
+    def _put_record(self, path: str, location: str, record: Record) -> None:
+        self._db.execute("INSERT OR REPLACE INTO records VALUES(?,?,?,?,?,?)",
+                         (path, self._location_id(location), record.gen, int(record.is_dir),
+                          record.size, record.mtime_ns))
+
+    @contextlib.contextmanager
+    def _transaction(self):  # type: ignore[no-untyped-def]
+        self._db.execute("BEGIN")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")

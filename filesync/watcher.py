@@ -1,0 +1,101 @@
+"""Watcher threads: one per location, each diffing periodic listings into a shared queue."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from dataclasses import dataclass
+from enum import Enum
+
+from filesync.excludes import Excludes
+from filesync.locations.base import Entry, Location
+
+log = logging.getLogger("filesync")
+
+
+class EventKind(Enum):
+    """What a watcher reports."""
+
+    CHANGED = "changed"          # a path settled into a new state
+    UNAVAILABLE = "unavailable"  # the listing failed; nothing may be concluded from it
+    AVAILABLE = "available"      # listing works again after an outage
+
+
+@dataclass(frozen=True)
+class WatchEvent:
+    """One report from a watcher; ``path`` is set for ``CHANGED`` events."""
+
+    location: str
+    kind: EventKind
+    path: str = ""
+    message: str = ""
+
+
+class Watcher(threading.Thread):
+    """Lists one location every ``interval`` seconds and reports settled changes.
+
+    A path is reported once two scans in a row agree on its new state, so a file still
+    being written (size or mtime moving) waits until it is stable.
+    """
+
+    def __init__(self, location: Location, excludes: Excludes, interval: float,
+                 events: queue.Queue[WatchEvent], stop: threading.Event,
+                 baseline: dict[str, Entry] | None) -> None:
+        super().__init__(name=f"filesync-watch-{location.kind}", daemon=True)
+        self.location = location
+        self.excludes = excludes
+        self.interval = interval
+        self.events = events
+        self.stop = stop
+        self._previous: dict[str, Entry] = dict(baseline or {})
+        self._reported: dict[str, Entry] = dict(baseline or {})
+        self._available = baseline is not None
+        self._warned: set[str] = set()
+
+    def run(self) -> None:
+        """Scan until stopped; every failure is reported, none ends the thread."""
+        while not self.stop.wait(self.interval):
+            try:
+                self.scan_once()
+            except Exception as exc:  # a bug must not silently kill the watcher
+                log.exception("watcher of %s failed: %s", self.location.display, exc)
+
+    def scan_once(self) -> None:
+        """One scan: diff against the previous one and queue what has settled."""
+        listed = self.location.list(self.excludes)
+        key = self.location.key
+        if not listed.ok:
+            if self._available:
+                self._available = False
+                self.events.put(WatchEvent(key, EventKind.UNAVAILABLE, message=listed.message))
+            return
+        listing = listed.value
+        for warning in listing.warnings:
+            if warning not in self._warned:
+                self._warned.add(warning)
+                log.warning("%s", warning)
+        current = listing.entries
+        if not self._available:
+            self._available = True
+            self._previous, self._reported = current, dict(current)
+            self.events.put(WatchEvent(key, EventKind.AVAILABLE))
+            return
+        previous, reported = self._previous, self._reported
+        for path in _differences(reported, current):
+            now = current.get(path)
+            if previous.get(path) != now or not listing.sees(path):
+                continue  # still moving (or unseen): wait for the next scan
+            if now is None:
+                del reported[path]
+            else:
+                reported[path] = now
+            self.events.put(WatchEvent(key, EventKind.CHANGED, path))
+        self._previous = current
+
+
+def _differences(old: dict[str, Entry], new: dict[str, Entry]) -> list[str]:
+    """Paths created, deleted or modified between two listings (set algebra, as in watchdog)."""
+    changed = [path for path, entry in new.items() if old.get(path) != entry]
+    changed += [path for path in old.keys() - new.keys()]
+    return changed
