@@ -18,7 +18,7 @@ from typing import IO
 from filesync import __version__
 from filesync.engine import Engine, Options
 from filesync.excludes import build_excludes, read_exclude_file
-from filesync.locations import Location, open_location, parse_location
+from filesync.locations import Location, Settings, open_location, parse_location
 from filesync.locations.spec import LocationSpec, mask_secrets
 from filesync.logsetup import setup_logging
 from filesync.result import Err, Ok, Result
@@ -66,6 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
                              "identical to it and changes made in them are undone")
     parser.add_argument("--workers", type=int, default=4, metavar="N",
                         help="parallel transfers (default: 4)")
+    parser.add_argument("--ftp-connections", type=int, default=4, metavar="N",
+                        help="most connections per FTP location (default: 4)")
+    parser.add_argument("--ca-file", metavar="FILE",
+                        help="verify FTPS servers against the CA certificates in FILE")
+    parser.add_argument("--insecure", action="store_true",
+                        help="do not verify FTPS server certificates (unsafe: anyone on the "
+                             "way can read the password)")
     parser.add_argument("--log", metavar="FILE", help="also write the log to FILE")
     loudness = parser.add_mutually_exclusive_group()
     loudness.add_argument("-v", "--verbose", action="store_true", help="log more detail")
@@ -213,9 +220,13 @@ def _prepare(args: argparse.Namespace) -> Result[tuple[list[Location], Options]]
         return specs
     if len(specs.value) < 2:
         return Err(f"at least two locations are needed, {len(specs.value)} given")
+    if args.ftp_connections < 1:
+        return Err("--ftp-connections must be at least 1")
+    settings = Settings(ftp_connections=args.ftp_connections, ca_file=args.ca_file,
+                        insecure_tls=args.insecure, interactive=sys.stdin.isatty())
     locations: list[Location] = []
     for spec in specs.value:
-        opened = open_location(spec)
+        opened = open_location(spec, settings)
         if not opened.ok:
             return opened
         locations.append(opened.value)

@@ -2,15 +2,31 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from filesync.locations.base import Entry, Listing, Location
 from filesync.locations.folder import FolderLocation
 from filesync.locations.spec import FolderSpec, FtpSpec, LocationSpec, ZipSpec, parse_location
 from filesync.result import Err, Ok, Result
 
-__all__ = ["Entry", "Listing", "Location", "open_location", "parse_location"]
+__all__ = ["Entry", "Listing", "Location", "Settings", "open_location", "parse_location"]
 
 
-def open_location(spec: LocationSpec) -> Result[Location]:
+@dataclass(frozen=True)
+class Settings:
+    """Backend options from the command line."""
+
+    #: Most connections an FTP location opens at once (transfers and listings share them).
+    ftp_connections: int = 4
+    #: A CA bundle to verify FTPS servers against, instead of the system's trust store.
+    ca_file: str | None = None
+    #: Skip FTPS certificate verification (warned about at start).
+    insecure_tls: bool = False
+    #: May the user be asked for a missing password (a terminal is attached)?
+    interactive: bool = False
+
+
+def open_location(spec: LocationSpec, settings: Settings | None = None) -> Result[Location]:
     """Create the backend for ``spec``; kinds not built yet answer with a clear error."""
     if isinstance(spec, FolderSpec):
         return Ok(FolderLocation(spec))
