@@ -144,6 +144,7 @@ def _state_lock(state_path: Path) -> Iterator[Result[None]]:
         return
     lock_path = state_path.with_name(state_path.name + ".lock")
     try:
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
         handle = open(lock_path, "a+")  # noqa: SIM115 - held for the whole run
     except OSError as exc:
         yield Err(f"cannot create lock file {lock_path}: {exc.strerror or exc}")

@@ -132,6 +132,9 @@ class Engine:
         """Fresh entries for ``paths`` at every location; failures make those paths blind."""
         listings: dict[str, Listing | None] = {}
         for key, location in self.locations.items():
+            listings[key] = None
+            if not location.probe().ok:
+                continue  # its watcher reports the outage
             listing = Listing()
             for path, result in location.stat_many(paths).items():
                 if not result.ok:
@@ -139,7 +142,9 @@ class Engine:
                     log.debug("%s", result.message)
                 elif result.value is not None:
                     listing.entries[path] = result.value
-            listings[key] = listing if len(listing.blind) < len(paths) else None
+            # Probe again: a root that vanished during the lookups made every path look absent.
+            if location.probe().ok and len(listing.blind) < len(paths):
+                listings[key] = listing
         return listings
 
     # ----- watch mode ---------------------------------------------------------------------

@@ -129,6 +129,16 @@ class Location(ABC):
         """Finish the group of changes started by ``begin_batch``."""
         return Ok(None)
 
+    def probe(self) -> Result[None]:
+        """Check that the location is reachable and its root is there, right now.
+
+        Used before trusting single-path lookups: under a vanished root every path looks
+        absent, which must never read as "deleted". The default lists the top level only;
+        backends override it with something cheaper.
+        """
+        result = self.scan(lambda _path: True)
+        return Ok(None) if result.ok else result
+
     # ----- the core every backend implements --------------------------------------------
     @abstractmethod
     def scan(self, skip_dir: Callable[[str], bool]) -> Result[Listing]:

@@ -64,6 +64,12 @@ class FolderLocation(Location):
             return self._fail("create folder", "", exc)
         return Ok(None)
 
+    def probe(self) -> Result[None]:
+        """The folder must still exist (an unmounted disk or a deleted root is unavailable)."""
+        if not os.path.isdir(self.root):
+            return Err(f"folder {self.root} is missing (deleted, or a disk not mounted?)")
+        return Ok(None)
+
     def begin_batch(self) -> Result[None]:
         """Forget which directories were verified: the user may have changed them since."""
         self._known_dirs.clear()

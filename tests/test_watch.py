@@ -1,0 +1,110 @@
+"""Watch mode: watcher threads, settled changes, no echo of our own writes, clean stops."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+from tests.conftest import tree, wait_for, write
+
+
+def _actions(log: str) -> list[str]:
+    return re.findall(r"^\S+ (?:copy|delete|mkdir|conflict) .*$", log, re.MULTILINE)
+
+
+def test_changes_anywhere_reach_every_location(tmp_path, watching):
+    a, b, c = (tmp_path / n for n in "abc")
+    write(a / "start.txt", "s")
+    for root in (b, c):
+        root.mkdir()
+    run = watching(f"folder:{a}", f"folder:{b}", f"folder:{c}")
+    wait_for(lambda: (c / "start.txt").exists(), message="first round")
+    write(b / "new" / "from-b.txt", "b")
+    wait_for(lambda: (a / "new" / "from-b.txt").exists() and (c / "new" / "from-b.txt").exists(),
+             message="a new file from b")
+    write(c / "start.txt", "changed in c")
+    wait_for(lambda: (a / "start.txt").read_text() == "changed in c", message="an edit from c")
+    (a / "new" / "from-b.txt").unlink()
+    (a / "new").rmdir()
+    wait_for(lambda: not (b / "new").exists() and not (c / "new").exists(),
+             message="a deletion from a")
+    assert run.stop() == 0
+    assert tree(a) == tree(b) == tree(c) == {"start.txt": "changed in c"}
+
+
+def test_agreeing_locations_stay_silent_and_untouched(tmp_path, watching):
+    a, b = tmp_path / "a", tmp_path / "b"
+    for i in range(20):
+        write(a / f"d{i % 3}" / f"f{i}.txt", str(i))
+    b.mkdir()
+    run = watching(f"folder:{a}", f"folder:{b}")
+    wait_for(lambda: tree(a) == tree(b), message="first round")
+    run.wait_output("watching")
+    time.sleep(0.5)  # let the watchers see our own writes once
+    settled = len(_actions(run.output()))
+    stamps = {p: p.stat().st_mtime_ns for p in b.rglob("*")}
+    inodes = {p: p.stat().st_ino for p in b.rglob("*")}
+    deadline = time.monotonic() + 2.0  # ten scan intervals
+    while time.monotonic() < deadline:
+        assert len(_actions(run.output())) == settled, run.output()
+        time.sleep(0.1)
+    assert {p: p.stat().st_mtime_ns for p in b.rglob("*")} == stamps
+    assert {p: p.stat().st_ino for p in b.rglob("*")} == inodes
+    assert run.stop() == 0
+    total = sum(p.stat().st_size for p in a.rglob("*.txt"))
+    assert f"{settled - 3} copied" in run.output()  # three folders made, the rest copied once
+    assert f" {total} B moved" in run.output(), "bytes moved after the locations agreed"
+
+
+def test_a_file_still_being_written_waits_until_stable(tmp_path, watching):
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    run = watching(f"folder:{a}", f"folder:{b}", interval=0.3)
+    run.wait_output("watching")
+    growing = a / "growing.log"
+    deadline = time.monotonic() + 2.5
+    with growing.open("a") as handle:
+        while time.monotonic() < deadline:
+            handle.write("line\n")
+            handle.flush()
+            assert not (b / "growing.log").exists(), "copied while still being written"
+            time.sleep(0.05)
+    final = growing.read_text()
+    wait_for(lambda: (b / "growing.log").exists() and (b / "growing.log").read_text() == final,
+             message="the finished file")
+    assert run.stop() == 0
+
+
+def test_a_vanished_location_is_skipped_not_emptied(tmp_path, watching):
+    a, b, c = (tmp_path / n for n in "abc")
+    write(a / "keep.txt", "k")
+    b.mkdir()
+    c.mkdir()
+    run = watching(f"folder:{a}", f"folder:{b}", f"folder:{c}")
+    wait_for(lambda: (c / "keep.txt").exists(), message="first round")
+    c.rename(tmp_path / "c-unmounted")
+    run.wait_output("unavailable")
+    write(a / "while-away.txt", "w")
+    wait_for(lambda: (b / "while-away.txt").exists(), message="sync without c")
+    time.sleep(0.6)
+    assert (a / "keep.txt").exists() and (b / "keep.txt").exists()
+    assert not c.exists(), "a vanished root must not be recreated"
+    (tmp_path / "c-unmounted").rename(c)
+    wait_for(lambda: (c / "while-away.txt").exists(), message="c catching up")
+    assert run.stop() == 0
+    assert tree(a) == tree(b) == tree(c)
+
+
+def test_sigterm_stops_cleanly_with_a_summary(tmp_path, watching):
+    a, b = tmp_path / "a", tmp_path / "b"
+    write(a / "f.txt", "f")
+    b.mkdir()
+    run = watching(f"folder:{a}", f"folder:{b}")
+    run.wait_output("watching")
+    assert run.stop() == 0
+    log = run.output()
+    assert "stopping" in log
+    assert re.search(r"summary: 1 copied, 0 deleted", log), log
+    assert not list(Path(b).glob(".filesync-*.tmp"))
