@@ -138,7 +138,7 @@ def check_group(locations: Sequence[Location]) -> Result[None]:
 def _state_lock(state_path: Path) -> Iterator[Result[None]]:
     """Hold an exclusive lock so two runs never sync the same set of locations at once."""
     try:
-        import fcntl
+        import fcntl  # noqa: PLC0415 - POSIX only, so imported where it is used
     except ImportError:  # not on POSIX: run without the lock
         yield Ok(None)
         return

@@ -73,7 +73,8 @@ class Engine:
 
         listings: dict[str, Listing | None] = {}
         with ThreadPoolExecutor(len(self.order), thread_name_prefix="filesync-list") as pool:
-            for key, result in zip(self.order, pool.map(one, self.locations.values())):
+            for key, result in zip(self.order, pool.map(one, self.locations.values()),
+                                   strict=True):
                 if not result.ok:
                     log.error("%s is unavailable this round (nothing is deleted because of "
                               "it): %s", self.locations[key].display, result.message)

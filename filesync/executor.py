@@ -134,7 +134,7 @@ class Executor:
             return found
         with ThreadPoolExecutor(self.workers, thread_name_prefix="filesync-hash") as pool:
             results = pool.map(lambda item: self.locations[item[0]].sha256(item[1]), wanted)
-            for item, result in zip(wanted, results):
+            for item, result in zip(wanted, results, strict=True):
                 if result.ok:
                     found[item] = result.value
                 else:

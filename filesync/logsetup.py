@@ -35,13 +35,19 @@ class _ConsoleFormatter(logging.Formatter):
 
 
 def setup_logging(verbosity: int, log_file: str | None) -> logging.Logger:
-    """Log to stderr (and to ``log_file``): -1 quiet (warnings), 0 actions, 1 debug."""
+    """Log to stderr (and to ``log_file``): -1 quiet (warnings), 0 actions, 1 debug.
+
+    The file always gets the action lines, whatever the console shows.
+    """
     logger = logging.getLogger("filesync")
+    for old in logger.handlers:
+        old.close()
     logger.handlers.clear()
     logger.propagate = False
     level = {-1: logging.WARNING, 0: logging.INFO}.get(verbosity, logging.DEBUG)
-    logger.setLevel(level)
+    logger.setLevel(min(level, logging.INFO) if log_file else level)
     console = logging.StreamHandler(sys.stderr)
+    console.setLevel(level)
     console.setFormatter(_ConsoleFormatter(sys.stderr.isatty()))
     logger.addHandler(console)
     if log_file:

@@ -203,7 +203,8 @@ class Location(ABC):
                 continue
             reason = unsafe_reason(path)
             if reason:
-                listing.warnings.append(f"skipping unsafe name {path!r} in {self.display}: {reason}")
+                listing.warnings.append(
+                    f"skipping unsafe name {path!r} in {self.display}: {reason}")
                 continue
             kept[path] = entry
         listing.entries = kept

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import secrets
@@ -198,10 +199,8 @@ class FolderLocation(Location):
             os.replace(temp, full)
         except BaseException as exc:
             # Never leave a partial file behind, whatever stopped the copy.
-            try:
+            with contextlib.suppress(OSError):
                 os.unlink(temp)
-            except OSError:
-                pass
             if isinstance(exc, OSError):
                 return self._fail("write", path, exc)
             raise
