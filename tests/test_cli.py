@@ -15,7 +15,7 @@ from tests.conftest import MAIN, run_main, tree, write
 def run_cli(tmp_path: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, str(MAIN), "--state", str(tmp_path / "s.sqlite"), *args],
-        input=stdin, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+        input=stdin, capture_output=True, text=True, timeout=60, cwd=tmp_path, check=False)
 
 
 # ----- location strings --------------------------------------------------------------------
@@ -160,7 +160,7 @@ def test_a_second_run_on_the_same_locations_is_refused_while_one_runs(tmp_path, 
     run.wait_output("watching")
     result = subprocess.run(
         [sys.executable, str(MAIN), "--once", "--state", str(tmp_path / "watch-state.sqlite"),
-         f"folder:{a}", f"folder:{b}"], capture_output=True, text=True, timeout=60)
+         f"folder:{a}", f"folder:{b}"], capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 2
     assert "another filesync run" in result.stderr
     assert run.stop() == 0
