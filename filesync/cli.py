@@ -64,6 +64,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--one-way", action="store_true",
                         help="the first location is the source; the others are made "
                              "identical to it and changes made in them are undone")
+    parser.add_argument("--conflict", choices=("newest", "keep-both", "manual"),
+                        default="newest",
+                        help="when a path changed in several locations: the newest wins and "
+                             "the others are kept as versions (newest, the default); also "
+                             "as visible name.conflict-DATE-LOCATION.ext files (keep-both); "
+                             "or leave the path alone until you resolve it (manual)")
+    parser.add_argument("--keep-versions", type=int, default=10, metavar="N",
+                        help="old versions kept per file in .filesync/versions (default: 10)")
+    parser.add_argument("--keep-days", type=float, default=30.0, metavar="D",
+                        help="delete kept versions older than D days (default: 30)")
+    parser.add_argument("--max-delete", type=float, default=50.0, metavar="PERCENT",
+                        help="refuse a round that would delete more than PERCENT of the "
+                             "files of a location, if at least 10 (default: 50)")
+    parser.add_argument("--force", action="store_true",
+                        help="go ahead despite the mass-delete guard, and accept a location "
+                             "that lost its marker as a new one")
     parser.add_argument("--workers", type=int, default=4, metavar="N",
                         help="parallel transfers (default: 4)")
     parser.add_argument("--ftp-connections", type=int, default=4, metavar="N",
@@ -198,6 +214,10 @@ def _options(args: argparse.Namespace) -> Result[Options]:
         return Err("--interval must be a positive number of seconds")
     if args.workers < 1:
         return Err("--workers must be at least 1")
+    if args.keep_versions < 0 or args.keep_days < 0:
+        return Err("--keep-versions and --keep-days cannot be negative")
+    if not 0 <= args.max_delete <= 100:
+        return Err("--max-delete is a percentage from 0 to 100")
     patterns: list[str] = list(args.exclude)
     for exclude_file in args.exclude_from:
         read = read_exclude_file(exclude_file)
@@ -208,7 +228,9 @@ def _options(args: argparse.Namespace) -> Result[Options]:
     if not excludes.ok:
         return excludes
     return Ok(Options(interval=args.interval, dry_run=args.dry_run, one_way=args.one_way,
-                      excludes=excludes.value, workers=args.workers))
+                      excludes=excludes.value, workers=args.workers, conflict=args.conflict,
+                      keep_versions=args.keep_versions, keep_days=args.keep_days,
+                      max_delete=args.max_delete, force=args.force))
 
 
 def _prepare(args: argparse.Namespace) -> Result[tuple[list[Location], Options]]:
@@ -291,6 +313,7 @@ def _run(locations: list[Location], options: Options, state_path: Path, once: bo
     engine = Engine(locations, store, options, stop)
     started = time.monotonic()
     try:
+        engine.start()
         report = engine.run_round()
         if not once and not stop.is_set():
             engine.watch(report)
@@ -298,6 +321,6 @@ def _run(locations: list[Location], options: Options, state_path: Path, once: bo
         store.close()
         if not options.dry_run:
             log.info("summary: %s in %.1f s", engine.stats.summary(), time.monotonic() - started)
-    if once and not report.identical:
+    if engine.refused or (once and not report.identical):
         return EXIT_FAILED
     return EXIT_OK

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import queue
+import re
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -12,10 +14,12 @@ from dataclasses import dataclass, field
 
 from filesync.excludes import Excludes
 from filesync.executor import Executor, Stats
+from filesync.guards import adopt_markers, mass_delete_problems
 from filesync.locations.base import Entry, Listing, Location
 from filesync.planner import Op, Plan, PlanInput, plan
 from filesync.result import Result
 from filesync.state import StateStore
+from filesync.versions import prune
 from filesync.watcher import EventKind, Watcher, WatchEvent
 
 log = logging.getLogger("filesync")
@@ -33,6 +37,11 @@ class Options:
     one_way: bool = False
     excludes: Excludes = field(default_factory=Excludes)
     workers: int = 4
+    conflict: str = "newest"
+    keep_versions: int = 10
+    keep_days: float = 30.0
+    max_delete: float = 50.0
+    force: bool = False
 
 
 @dataclass
@@ -43,12 +52,14 @@ class RoundReport:
     plan: Plan
     failures: int = 0
     interrupted: bool = False
+    #: The mass-delete guard refused the round: nothing was applied.
+    refused: bool = False
 
     @property
     def identical(self) -> bool:
         """True when every location was reachable and nothing failed or stayed undecided."""
         return (all(v is not None for v in self.listings.values()) and not self.failures
-                and not self.plan.problems and not self.interrupted)
+                and not self.plan.problems and not self.interrupted and not self.refused)
 
 
 class Engine:
@@ -62,8 +73,35 @@ class Engine:
         self.options = options
         self.stop = stop
         self.stats = Stats()
-        self.executor = Executor(self.locations, store, stop, self.stats, options.workers)
+        #: Set when the mass-delete guard stopped the run (the exit status is then 1).
+        self.refused = False
+        self.executor = Executor(self.locations, store, stop, self.stats, options.workers,
+                                 keep_both=options.conflict == "keep-both",
+                                 labels=location_labels(locations))
         self._tolerance = {loc.key: loc.mtime_tolerance_ns for loc in locations}
+
+    def start(self) -> None:
+        """Check markers and prune old versions: the work before the first round."""
+        adopt_markers(list(self.locations.values()), self.store, self.options.force,
+                      self.options.dry_run)
+        if not self.options.dry_run:
+            self.prune(self.order)
+
+    def prune(self, keys: Iterable[str]) -> None:
+        """Apply the retention rules (--keep-versions, --keep-days) to these locations."""
+        now = dt.datetime.now(dt.timezone.utc)
+        for key in keys:
+            location = self.locations[key]
+            if not location.probe().ok:
+                continue
+            begun = location.begin_batch()
+            pruned = prune(location, self.options.keep_versions, self.options.keep_days, now) \
+                if begun.ok else begun
+            ended = location.end_batch()
+            for result in (pruned, ended):
+                if not result.ok:
+                    log.warning("pruning old versions in %s: %s", location.display,
+                                result.message)
 
     # ----- full rounds --------------------------------------------------------------------
     def list_all(self) -> dict[str, Listing | None]:
@@ -103,7 +141,8 @@ class Engine:
         state = self.store.load(None if paths is None else list(paths))
         inputs = PlanInput(self.order, listings, state, self._tolerance, {},
                            None if paths is None else list(paths), self.options.one_way,
-                           self.options.excludes.excluded if self.options.excludes else None)
+                           self.options.excludes.excluded if self.options.excludes else None,
+                           self.options.conflict)
         result = plan(inputs)
         if result.hash_requests:
             log.debug("comparing content of %d files by SHA-256", len(result.hash_requests))
@@ -124,9 +163,26 @@ class Engine:
         if self.options.dry_run:
             print_plan(current_plan)
             return report
+        if not self.options.force:
+            refusals = mass_delete_problems(current_plan, self.store.file_counts(),
+                                            self.options.max_delete)
+            for refusal in refusals:
+                log.error("%s", refusal)
+            if refusals:
+                report.refused = self.refused = True
+                self.stop.set()
+                return report
+        copies_before = self.stats.conflict_copies
         outcome = self.executor.apply(current_plan)
         report.failures = len(outcome.failures)
         report.interrupted = outcome.interrupted
+        if self.executor.versioned:
+            self.prune(sorted(self.executor.versioned))
+        if self.stats.conflict_copies > copies_before and not outcome.interrupted \
+                and paths is None:
+            # The conflict copies are new files in their own locations: spread them now.
+            log.info("spreading the conflict copies to every location")
+            return self.run_round()
         return report
 
     def stat_paths(self, paths: Sequence[str]) -> dict[str, Listing | None]:
@@ -188,6 +244,23 @@ class Engine:
         elif paths:
             ordered = sorted(paths)
             self.run_round(ordered, self.stat_paths(ordered))
+
+
+def location_labels(locations: Sequence[Location]) -> dict[str, str]:
+    """Short, file-name-safe names for locations (used in conflict copy names)."""
+    labels: dict[str, str] = {}
+    for location in locations:
+        local = location.local_path()
+        base = local.name if local is not None else location.kind
+        label = re.sub(r"[^A-Za-z0-9_-]+", "_", base).strip("_") or location.kind
+        labels[location.key] = label
+    counts: dict[str, int] = {}
+    for label in labels.values():
+        counts[label] = counts.get(label, 0) + 1
+    for index, (key, label) in enumerate(labels.items(), 1):
+        if counts[label] > 1:
+            labels[key] = f"{label}{index}"
+    return labels
 
 
 def _baseline(listing: Listing | None) -> dict[str, Entry] | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import logging
 import threading
@@ -14,6 +15,7 @@ from filesync.locations.base import Entry, Location
 from filesync.planner import Action, Decision, Op, Plan, record_of
 from filesync.result import Err, Ok, Result
 from filesync.state import Record, StateStore
+from filesync.versions import conflict_path, version_path
 
 log = logging.getLogger("filesync")
 
@@ -29,12 +31,15 @@ class Stats:
     conflicts: int = 0
     errors: int = 0
     bytes_moved: int = 0
+    versions_kept: int = 0
+    conflict_copies: int = 0
 
     def summary(self) -> str:
         """One line for the log."""
         return (f"{self.copied} copied, {self.deleted} deleted, {self.folders_made} folders "
                 f"made, {self.folders_removed} folders removed, {self.conflicts} conflicts, "
-                f"{self.errors} errors, {_size(self.bytes_moved)} moved")
+                f"{self.errors} errors, {_size(self.bytes_moved)} moved, "
+                f"{self.versions_kept} old versions kept")
 
 
 @dataclass
@@ -113,12 +118,20 @@ class Executor:
     """Runs plans against the locations and keeps the state store in step."""
 
     def __init__(self, locations: Mapping[str, Location], store: StateStore,
-                 stop: threading.Event, stats: Stats, workers: int = 4) -> None:
+                 stop: threading.Event, stats: Stats, workers: int = 4,
+                 keep_both: bool = False, labels: Mapping[str, str] | None = None) -> None:
         self.locations = locations
         self.store = store
         self.stop = stop
         self.stats = stats
         self.workers = max(1, workers)
+        #: ``--conflict keep-both``: a losing edit is kept under a visible conflict name.
+        self.keep_both = keep_both
+        self.labels = labels or {}
+        #: When the round being applied started: names the versions it keeps.
+        self.moment = dt.datetime.now(dt.timezone.utc)
+        #: Locations that got new versions in the last ``apply`` (they may need pruning).
+        self.versioned: set[str] = set()
         self._digests: dict[tuple[str, str], str] = {}
 
     # ----- hashes -------------------------------------------------------------------------
@@ -144,8 +157,14 @@ class Executor:
 
     # ----- applying -----------------------------------------------------------------------
     def apply(self, plan: Plan) -> Outcome:
-        """Apply every decision of ``plan``; one failing action does not stop the others."""
+        """Apply every decision of ``plan``; one failing action does not stop the others.
+
+        Nothing is overwritten or deleted without keeping it: as a version under
+        ``.filesync/versions/`` or, for a losing edit with keep-both, as a conflict copy.
+        """
         outcome = Outcome()
+        self.moment = dt.datetime.now(dt.timezone.utc)
+        self.versioned = set()
         decisions = {d.path: d for d in plan.decisions}
         for decision in plan.decisions:
             self._start_decision(decision)
@@ -239,6 +258,8 @@ class Executor:
             self.stats.copied += 1
             self.stats.bytes_moved += action.source_entry.size
             self.store.set_record(path, target, record_of(entry, gen))
+            if action.expect is not None and not action.expect.is_dir:
+                self._count_kept(action)
             digest = self._digests.pop((target, path), None)
             if digest and decision.version.sha256 is None:
                 decision.version.sha256 = digest
@@ -252,11 +273,31 @@ class Executor:
         else:
             if action.op is Op.DELETE:
                 self.stats.deleted += 1
+                self._count_kept(action)
             else:
                 self.stats.folders_removed += 1
             self.store.set_record(path, target, None)
             self.store.forget_tombstone(path)
             log.info("delete %s  in %s", path + ("/" if action.op is Op.RMDIR else ""), target)
+
+    def _count_kept(self, action: Action) -> None:
+        if self._as_conflict_copy(action):
+            self.stats.conflict_copies += 1
+            log.info("kept the losing edit of %s in %s as %s", action.path, action.target,
+                     self._kept_name(action))
+        else:
+            self.stats.versions_kept += 1
+            self.versioned.add(action.target)
+
+    def _as_conflict_copy(self, action: Action) -> bool:
+        return self.keep_both and action.conflict
+
+    def _kept_name(self, action: Action) -> str:
+        """Where the content an action overwrites or deletes is kept."""
+        if self._as_conflict_copy(action):
+            label = self.labels.get(action.target, "other")
+            return conflict_path(action.path, self.moment, label)
+        return version_path(action.path, self.moment)
 
     def _apply_one(self, action: Action) -> Result[Entry | None]:
         """Re-check the target (and source), then act; runs on worker threads for copies."""
@@ -267,8 +308,8 @@ class Executor:
         if not _same_entry(found.value, action.expect):
             return Err("changed since the plan was made; it will be looked at again")
         if action.op is Op.DELETE:
-            deleted = target.delete(action.path)
-            return deleted if not deleted.ok else Ok(None)
+            kept = target.rename(action.path, self._kept_name(action))
+            return kept if not kept.ok else Ok(None)
         if action.op is Op.RMDIR:
             removed = target.rmdir(action.path)
             return removed if not removed.ok else Ok(None)
@@ -285,7 +326,11 @@ class Executor:
             return opened
         reader = _CheckedReader(opened.value, expected.size, self.stop)
         try:
-            written = target.write(action.path, reader, expected.mtime_ns)  # type: ignore[arg-type]
+            keep = None
+            if action.expect is not None and not action.expect.is_dir:
+                keep = self._kept_name(action)
+            written = target.write(action.path, reader, expected.mtime_ns,  # type: ignore[arg-type]
+                                   keep_old_as=keep)
         finally:
             reader.close()
         if not written.ok:

@@ -90,6 +90,8 @@ class PlanInput:
     paths: Iterable[str] | None = None
     one_way: bool = False
     excluded: Callable[[str, bool], bool] | None = None
+    #: ``newest`` (losers kept as versions), ``keep-both`` (and as visible copies), ``manual``.
+    conflict_policy: str = "newest"
 
 
 _CURRENT, _BEHIND, _CHANGED = "current", "behind", "changed"
@@ -209,9 +211,31 @@ class _PathPlanner:
         return Decision(self.path, version, holders, actions, forget,
                         sorted(conflicts, key=self.inputs.order.index), winner_key)
 
+    def leave_conflict(self, winner: Entry, losers: set[str], winner_key: str) -> Decision:
+        """``--conflict manual``: touch nothing, remember each copy, report until resolved.
+
+        Recording every copy as it is now means the next change a user makes to any one of
+        them is the only change, and so resolves the conflict.
+        """
+        names = ", ".join(sorted({winner_key, *losers}, key=self.inputs.order.index))
+        self.plan.problems.append(
+            f"conflict {self.path}: changed to different content in {names}; left alone "
+            "everywhere until you change (or delete) one of the copies")
+        gen = self.gen + 1
+        holders = {k: record_of(e, gen) for k in self.present
+                   if (e := self.current[k]) is not None}
+        forget = [k for k in self.present
+                  if self.current[k] is None and k in self.state.records]
+        version = Version(gen, False, winner.is_dir, winner.size, winner.mtime_ns, conflict=True)
+        return Decision(self.path, version, holders, [], forget, [], winner_key)
+
     def decide_two_way(self) -> Decision | None:
         changed = [k for k in self.present if self.status[k] == _CHANGED]
         holder = next((k for k in self.present if self.status[k] == _CURRENT), None)
+        if not changed and self.version is not None and self.version.conflict:
+            self.plan.problems.append(
+                f"conflict {self.path}: still unresolved; change (or delete) one of the copies")
+            return None
         if not changed:
             if all(self.status[k] == _CURRENT for k in self.present):
                 return None
@@ -250,6 +274,8 @@ class _PathPlanner:
                 losers.add(key)
         if self.pending:
             return None
+        if losers and self.inputs.conflict_policy == "manual":
+            return self.leave_conflict(winner, losers, winner_key)
         return self.converge(winner_key, winner, self.gen + 1, losers)
 
     def decide_one_way(self) -> Decision | None:
@@ -306,7 +332,7 @@ def _in_sync(state: PathState, present: list[str], current: Mapping[str, Entry |
              tolerance: Mapping[str, int]) -> bool:
     """The hot path of a no-op round: every location still holds the agreed version."""
     version = state.version
-    if version is None or version.deleted:
+    if version is None or version.deleted or version.conflict:
         return False
     records = state.records
     for key in present:

@@ -24,7 +24,8 @@ CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS locations(id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE);
 CREATE TABLE IF NOT EXISTS versions(
     path TEXT PRIMARY KEY, gen INTEGER NOT NULL, deleted INTEGER NOT NULL,
-    is_dir INTEGER NOT NULL, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, sha256 TEXT
+    is_dir INTEGER NOT NULL, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, sha256 TEXT,
+    conflict INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS records(
     path TEXT NOT NULL, location INTEGER NOT NULL, gen INTEGER NOT NULL,
@@ -44,6 +45,8 @@ class Version:
     size: int = 0
     mtime_ns: int = 0
     sha256: str | None = None
+    #: An unresolved conflict left alone by ``--conflict manual``.
+    conflict: bool = False
 
 
 @dataclass(slots=True)
@@ -155,6 +158,31 @@ class StateStore:
             self._keys[ident] = key
         return ident
 
+    # ----- per-location facts -------------------------------------------------------------
+    def marker(self, location: str) -> str | None:
+        """The marker id this location had when it was last synced, if any."""
+        row = self._db.execute("SELECT value FROM meta WHERE key=?",
+                               (f"marker:{location}",)).fetchone()
+        return row[0] if row else None
+
+    def set_marker(self, location: str, marker: str) -> None:
+        """Remember the marker id found (or written) in ``location``."""
+        with self._transaction():
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES(?, ?)",
+                             (f"marker:{location}", marker))
+
+    def forget_location(self, location: str) -> None:
+        """Drop every record of ``location``: it is treated as new (union, no deletions)."""
+        with self._transaction():
+            self._db.execute("DELETE FROM records WHERE location=?",
+                             (self._location_id(location),))
+
+    def file_counts(self) -> dict[str, int]:
+        """How many files each location held when last in sync."""
+        rows = self._db.execute(
+            "SELECT location, COUNT(*) FROM records WHERE is_dir=0 GROUP BY location")
+        return {self._keys[ident]: count for ident, count in rows}
+
     # ----- reading ------------------------------------------------------------------------
     def load(self, paths: Iterable[str] | None = None) -> dict[str, PathState]:
         """The stored base of every path, or of ``paths`` only."""
@@ -175,8 +203,9 @@ class StateStore:
 
     def _fill(self, states: dict[str, PathState], version_rows: Iterable[tuple],
               record_rows: Iterable[tuple]) -> None:
-        for path, gen, deleted, is_dir, size, mtime_ns, sha in version_rows:
-            states[path] = PathState(Version(gen, bool(deleted), bool(is_dir), size, mtime_ns, sha))
+        for path, gen, deleted, is_dir, size, mtime_ns, sha, conflict in version_rows:
+            states[path] = PathState(Version(gen, bool(deleted), bool(is_dir), size, mtime_ns, sha,
+                                             bool(conflict)))
         keys = self._keys
         for path, location, gen, is_dir, size, mtime_ns in record_rows:
             state = states.get(path)
@@ -189,9 +218,9 @@ class StateStore:
         """Store a path's new version and the locations that already hold it, in one commit."""
         with self._transaction():
             self._db.execute(
-                "INSERT OR REPLACE INTO versions VALUES(?,?,?,?,?,?,?)",
+                "INSERT OR REPLACE INTO versions VALUES(?,?,?,?,?,?,?,?)",
                 (path, version.gen, int(version.deleted), int(version.is_dir), version.size,
-                 version.mtime_ns, version.sha256))
+                 version.mtime_ns, version.sha256, int(version.conflict)))
             for key, record in holders.items():
                 self._put_record(path, key, record)
 

@@ -203,7 +203,8 @@ def test_copies_keep_mtime_and_leave_no_temporary_files(tmp_path, sync):
     assert sync(f"folder:{a}", f"folder:{b}") == 0
     assert (b / "big.bin").read_bytes() == (a / "big.bin").read_bytes()
     assert (b / "big.bin").stat().st_mtime_ns == (a / "big.bin").stat().st_mtime_ns
-    assert sorted(p.name for p in b.iterdir()) == ["big.bin"]
+    assert sorted(p.name for p in b.iterdir()) == [".filesync", "big.bin"]
+    assert not list(b.rglob(".filesync-*.tmp"))
 
 
 def test_stale_temporary_files_are_removed_and_never_synced(tmp_path, sync):

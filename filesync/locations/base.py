@@ -17,6 +17,8 @@ from filesync.result import Err, Ok, Result
 RESERVED_DIR = ".filesync"
 #: Temporary files are written as ``.filesync-<12 hex>.tmp`` beside their final name.
 TEMP_NAME = re.compile(r"^\.filesync-[0-9a-f]{12}\.tmp$")
+#: Marker file that proves a location is the one filesync synced before (not an empty mount).
+MARKER = f"{RESERVED_DIR}/marker"
 #: Copies move data in pieces of this size, so memory stays bounded for any file size.
 CHUNK_SIZE = 1 << 20
 
@@ -101,6 +103,9 @@ class Location(ABC):
     def __init__(self, key: str, display: str) -> None:
         self.key = key
         self.display = display
+        #: Set once the location's marker is known: from then on a listing or probe that
+        #: does not find ``.filesync/marker`` fails (an unmounted disk is not an empty one).
+        self.marker_id: str | None = None
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.display}>"
@@ -137,7 +142,20 @@ class Location(ABC):
         backends override it with something cheaper.
         """
         result = self.scan(lambda _path: True)
-        return Ok(None) if result.ok else result
+        return self.check_marker() if result.ok else result
+
+    def check_marker(self) -> Result[None]:
+        """Fail when the marker this location had is gone (or cannot be looked at)."""
+        if self.marker_id is None:
+            return Ok(None)
+        found = self.stat(MARKER)
+        if not found.ok:
+            return found
+        if found.value is None or found.value.is_dir:
+            return Err(f"{self.display} has lost its marker {MARKER}: is a disk not mounted, "
+                       "or does the path point somewhere else? Nothing is deleted because of "
+                       "it; if the location really was emptied, run again with --force")
+        return Ok(None)
 
     # ----- the core every backend implements --------------------------------------------
     @abstractmethod
@@ -160,11 +178,15 @@ class Location(ABC):
         """Open ``path`` for streaming reads; the caller closes the stream."""
 
     @abstractmethod
-    def write(self, path: str, source: BinaryIO, mtime_ns: int) -> Result[Entry]:
+    def write(self, path: str, source: BinaryIO, mtime_ns: int,
+              keep_old_as: str | None = None) -> Result[Entry]:
         """Atomically replace ``path`` with the bytes of ``source``, dated ``mtime_ns``.
 
-        Missing parent directories are created. Returns the entry as the location now
-        reports it, so the next scan does not mistake the write for a change.
+        Missing parent directories are created. With ``keep_old_as``, the file the write
+        replaces is moved there (a rename where the backend allows it) once the new
+        content is complete and just before it takes the real name, so the old content
+        stays recoverable. Returns the entry as the location now reports it, so the next
+        scan does not mistake the write for a change.
         """
 
     @abstractmethod
@@ -196,6 +218,9 @@ class Location(ABC):
         result = self.scan(skip)
         if not result.ok:
             return result
+        marked = self.check_marker()
+        if not marked.ok:
+            return marked
         listing = result.value
         kept: dict[str, Entry] = {}
         for path, entry in listing.entries.items():

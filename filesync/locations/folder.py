@@ -6,6 +6,7 @@ import contextlib
 import errno
 import os
 import secrets
+import shutil
 import stat as st
 from collections.abc import Callable
 from pathlib import Path
@@ -69,7 +70,7 @@ class FolderLocation(Location):
         """The folder must still exist (an unmounted disk or a deleted root is unavailable)."""
         if not os.path.isdir(self.root):
             return Err(f"folder {self.root} is missing (deleted, or a disk not mounted?)")
-        return Ok(None)
+        return self.check_marker()
 
     def begin_batch(self) -> Result[None]:
         """Forget which directories were verified: the user may have changed them since."""
@@ -173,8 +174,17 @@ class FolderLocation(Location):
             self._known_dirs.add(parent)
         return Ok(None)
 
-    def write(self, path: str, source: BinaryIO, mtime_ns: int) -> Result[Entry]:
-        """Copy ``source`` into a temporary file beside ``path``, date it, rename it over."""
+    def write(self, path: str, source: BinaryIO, mtime_ns: int,
+              keep_old_as: str | None = None) -> Result[Entry]:
+        """Copy ``source`` into a temporary file beside ``path``, date it, rename it over.
+
+        The replaced file is kept as ``keep_old_as`` by a hard link, so the real name never
+        disappears, even for a moment.
+        """
+        if keep_old_as is not None:
+            kept_parents = self._ensure_parents(keep_old_as)
+            if not kept_parents.ok:
+                return kept_parents
         parents = self._ensure_parents(path)
         if not parents.ok:
             return parents
@@ -196,6 +206,8 @@ class FolderLocation(Location):
                 info = os.fstat(fd)
             finally:
                 os.close(fd)
+            if keep_old_as is not None:
+                self._keep(full, self._full(keep_old_as))
             os.replace(temp, full)
         except BaseException as exc:
             # Never leave a partial file behind, whatever stopped the copy.
@@ -205,6 +217,16 @@ class FolderLocation(Location):
                 return self._fail("write", path, exc)
             raise
         return Ok(Entry(path, False, info.st_size, info.st_mtime_ns))
+
+    @staticmethod
+    def _keep(full: str, kept: str) -> None:
+        """Hard-link the file at ``full`` to ``kept``; copy where links are not allowed."""
+        try:
+            os.link(full, kept, follow_symlinks=False)
+        except FileNotFoundError:
+            return  # nothing to keep: the file is gone already
+        except OSError:
+            shutil.copy2(full, kept, follow_symlinks=False)
 
     def rename(self, old: str, new: str) -> Result[Entry]:
         """Move a file within the folder (one rename; parents of ``new`` are created)."""
