@@ -15,7 +15,7 @@ from pathlib import Path
 from types import FrameType
 from typing import IO
 
-from filesync import __version__
+from filesync import __version__, restore
 from filesync.engine import Engine, Options
 from filesync.excludes import build_excludes, read_exclude_file
 from filesync.locations import Location, Settings, open_location, parse_location
@@ -36,6 +36,9 @@ or a bare path (*.zip is an archive, anything else a folder). Without locations,
 asks for them one by one."""
 
 EPILOG = """\
+restore: python main.py restore LOCATION [PATH ...] [--at "YYYY-MM-DD[ HH:MM[:SS]]"] [--list]
+brings back kept versions (see python main.py restore --help).
+
 exit status (with --once): 0 every location ended identical; 1 some operations failed
 (each is logged; everything else was synced); 2 bad arguments or locations (nothing changed)."""
 
@@ -265,6 +268,10 @@ def _prepare(args: argparse.Namespace) -> Result[tuple[list[Location], Options]]
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run filesync; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["restore"]:
+        setup_logging(0, None)
+        return restore.run(argv[1:], Settings(interactive=sys.stdin.isatty()))
     args = build_parser().parse_args(argv)
     try:
         setup_logging(1 if args.verbose else -1 if args.quiet else 0, args.log)
