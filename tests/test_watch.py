@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 import time
 from pathlib import Path
 
@@ -108,3 +109,35 @@ def test_sigterm_stops_cleanly_with_a_summary(tmp_path, watching):
     assert "stopping" in log
     assert re.search(r"summary: 1 copied, 0 deleted", log), log
     assert not list(Path(b).glob(".filesync-*.tmp"))
+
+
+def test_an_emptied_mount_point_is_unavailable_in_watch_mode(tmp_path, watching):
+    a, b = tmp_path / "a", tmp_path / "b"
+    for i in range(3):
+        write(a / f"f{i}.txt", str(i))
+    b.mkdir()
+    run = watching(f"folder:{a}", f"folder:{b}")
+    wait_for(lambda: tree(a) == tree(b), message="first round")
+    run.wait_output("watching")
+    shutil.rmtree(b)  # the disk is unmounted: its mount point is an empty folder
+    b.mkdir()
+    run.wait_output("lost its marker")
+    time.sleep(1.0)  # five more scans: still nothing may be deleted in a
+    assert tree(a) == {f"f{i}.txt": str(i) for i in range(3)}
+    assert run.stop() == 0
+
+
+def test_a_mass_deletion_stops_watch_mode(tmp_path, watching):
+    a, b = tmp_path / "a", tmp_path / "b"
+    for i in range(12):
+        write(a / f"f{i:02}.txt", str(i))
+    b.mkdir()
+    run = watching(f"folder:{a}", f"folder:{b}")
+    wait_for(lambda: tree(a) == tree(b), message="first round")
+    run.wait_output("watching")
+    for i in range(12):
+        (a / f"f{i:02}.txt").unlink()
+    wait_for(lambda: run.process.poll() is not None, message="the guard stopping the run")
+    assert run.stop() == 1
+    assert "refusing to delete 12 of 12 files" in run.output()
+    assert len(tree(b)) == 12
