@@ -49,3 +49,35 @@ def test_sigkill_mid_copy_then_rerun(tmp_path):
     assert sorted(tree(src)) == sorted(tree(dst))
     assert not (src / ".filesync" / "versions").exists()  # nothing was duplicated or lost
     assert not (dst / ".filesync" / "versions").exists()
+
+
+def test_ctrl_c_mid_copy_stops_cleanly(tmp_path):
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.mkdir()
+    dst.mkdir()
+    block = hashlib.sha256(b"x").digest() * (1024 * 32)
+    for i in range(4):
+        with (src / f"big{i}.bin").open("wb") as handle:
+            for _ in range(SIZE // len(block)):
+                handle.write(block)
+    expected = digest(src / "big0.bin")
+    log = tmp_path / "run.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, str(MAIN), "--once", "--workers", "1",
+             "--state", str(tmp_path / "s.sqlite"), f"folder:{src}", f"folder:{dst}"],
+            stdout=out, stderr=subprocess.STDOUT)
+        try:
+            wait_for(lambda: any(dst.glob(".filesync-*.tmp")), timeout=30,
+                     message="a copy in flight")
+            process.send_signal(signal.SIGINT)
+        finally:
+            process.wait(timeout=60)
+    text = log.read_text()
+    assert process.returncode == 1, text  # stopped before everything was identical
+    assert "stopping" in text and "summary:" in text
+    assert not list(dst.glob(".filesync-*.tmp")), "Ctrl+C must not leave temporary files"
+    copied = list(dst.glob("big*.bin"))
+    assert len(copied) < 4
+    for path in copied:
+        assert digest(path) == expected
