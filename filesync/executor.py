@@ -212,10 +212,10 @@ class Executor:
             running: dict[Future[Result[Entry | None]], Action] = {}
             while True:
                 while len(running) < self.workers * 2 and not self.stop.is_set():
-                    action = next(queued, None)
-                    if action is None:
+                    upcoming = next(queued, None)
+                    if upcoming is None:
                         break
-                    running[pool.submit(self._apply_one, action)] = action
+                    running[pool.submit(self._apply_one, upcoming)] = upcoming
                 if not running:
                     break
                 done, _ = wait(running, timeout=0.5, return_when=FIRST_COMPLETED)

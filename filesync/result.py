@@ -3,23 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Generic, NoReturn, TypeVar, Union
+from typing import ClassVar, Generic, Literal, NoReturn, TypeVar, Union
 
 T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
 
 
 @dataclass(frozen=True)
-class Ok(Generic[T]):
+class Ok(Generic[T_co]):
     """A successful outcome carrying ``value``."""
 
-    value: T
+    value: T_co
+    #: Always True; a literal, so type checkers narrow ``Result`` on ``if result.ok``.
+    ok: ClassVar[Literal[True]] = True
 
-    @property
-    def ok(self) -> bool:
-        """True: this is a success."""
-        return True
-
-    def unwrap(self) -> T:
+    def unwrap(self) -> T_co:
         """Return the value."""
         return self.value
 
@@ -29,11 +27,8 @@ class Err:
     """A failed outcome with a message a user can act on."""
 
     message: str
-
-    @property
-    def ok(self) -> bool:
-        """False: this is a failure."""
-        return False
+    #: Always False; see ``Ok.ok``.
+    ok: ClassVar[Literal[False]] = False
 
     def unwrap(self) -> NoReturn:
         """Raise, because there is no value; callers should check ``ok`` first."""

@@ -8,7 +8,7 @@ import os
 import secrets
 import shutil
 import stat as st
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -88,10 +88,10 @@ class FolderLocation(Location):
             return Err(f"folder {self.root} is missing (deleted, or a disk not mounted?)")
         except OSError as exc:
             return self._fail("list", "", exc)
-        stack: list[tuple[str, os.ScandirIterator[str]]] = [("", root_iter)]
+        stack: list[tuple[str, Iterator[os.DirEntry[str]]]] = [("", root_iter)]
         while stack:
             prefix, iterator = stack.pop()
-            with iterator:
+            with iterator:  # type: ignore[attr-defined]  # a ScandirIterator
                 for item in iterator:
                     rel = prefix + item.name
                     try:
