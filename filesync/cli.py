@@ -15,7 +15,7 @@ from pathlib import Path
 from types import FrameType
 from typing import IO
 
-from filesync import __version__, restore
+from filesync import __version__
 from filesync.engine import Engine, Options
 from filesync.excludes import build_excludes, read_exclude_file
 from filesync.locations import Location, Settings, open_location, parse_location
@@ -270,6 +270,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run filesync; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["restore"]:
+        from filesync import restore  # noqa: PLC0415 - a sync run does not need it
+
         setup_logging(0, None)
         return restore.run(argv[1:], Settings(interactive=sys.stdin.isatty()))
     args = build_parser().parse_args(argv)

@@ -105,22 +105,26 @@ class Engine:
 
     # ----- full rounds --------------------------------------------------------------------
     def list_all(self) -> dict[str, Listing | None]:
-        """List every location in parallel; a failed listing is logged and becomes ``None``."""
+        """List every location (remote ones in parallel); a failed listing becomes ``None``."""
         def one(location: Location) -> Result[Listing]:
             return location.list(self.options.excludes)
 
+        locations = list(self.locations.values())
+        if any(location.remote for location in locations):
+            with ThreadPoolExecutor(len(locations), thread_name_prefix="filesync-list") as pool:
+                results = list(pool.map(one, locations))
+        else:
+            results = [one(location) for location in locations]
         listings: dict[str, Listing | None] = {}
-        with ThreadPoolExecutor(len(self.order), thread_name_prefix="filesync-list") as pool:
-            for key, result in zip(self.order, pool.map(one, self.locations.values()),
-                                   strict=True):
-                if not result.ok:
-                    log.error("%s is unavailable this round (nothing is deleted because of "
-                              "it): %s", self.locations[key].display, result.message)
-                    listings[key] = None
-                    continue
-                listings[key] = result.value
-                for warning in result.value.warnings:
-                    log.warning("%s", warning)
+        for key, result in zip(self.order, results, strict=True):
+            if not result.ok:
+                log.error("%s is unavailable this round (nothing is deleted because of "
+                          "it): %s", self.locations[key].display, result.message)
+                listings[key] = None
+                continue
+            listings[key] = result.value
+            for warning in result.value.warnings:
+                log.warning("%s", warning)
         return listings
 
     def _remove_stale_temps(self, listings: dict[str, Listing | None]) -> None:

@@ -143,16 +143,21 @@ class Executor:
         """
         wanted = sorted(requests)
         found: dict[tuple[str, str], str] = {}
-        if not wanted:
-            return found
-        with ThreadPoolExecutor(self.workers, thread_name_prefix="filesync-hash") as pool:
-            results = pool.map(lambda item: self.locations[item[0]].sha256(item[1]), wanted)
-            for item, result in zip(wanted, results, strict=True):
-                if result.ok:
-                    found[item] = result.value
-                else:
-                    log.warning("%s", result.message)
-                    found[item] = f"unreadable:{item[0]}"
+
+        def one(item: tuple[str, str]) -> Result[str]:
+            return self.locations[item[0]].sha256(item[1])
+
+        remote = [item for item in wanted if self.locations[item[0]].remote]
+        results = {item: one(item) for item in wanted if not self.locations[item[0]].remote}
+        if remote:
+            with ThreadPoolExecutor(self.workers, thread_name_prefix="filesync-hash") as pool:
+                results.update(zip(remote, pool.map(one, remote), strict=True))
+        for item, result in results.items():
+            if result.ok:
+                found[item] = result.value
+            else:
+                log.warning("%s", result.message)
+                found[item] = f"unreadable:{item[0]}"
         return found
 
     # ----- applying -----------------------------------------------------------------------
@@ -166,8 +171,9 @@ class Executor:
         self.moment = dt.datetime.now(dt.timezone.utc)
         self.versioned = set()
         decisions = {d.path: d for d in plan.decisions}
-        for decision in plan.decisions:
-            self._start_decision(decision)
+        with self.store.batch():
+            for decision in plan.decisions:
+                self._start_decision(decision)
         actions = plan.actions()
         involved = {a.target for a in actions}
         for key in sorted(involved):
@@ -175,11 +181,12 @@ class Executor:
             if not begun.ok:
                 log.error("%s", begun.message)
         pending_by_location: dict[str, list[tuple[Action, Entry | None]]] = {}
-        try:
-            self._run(actions, decisions, outcome, pending_by_location)
-        finally:
-            for key in sorted(involved):
-                self._end_batch(key, decisions, outcome, pending_by_location.get(key, []))
+        with self.store.batch():
+            try:
+                self._run(actions, decisions, outcome, pending_by_location)
+            finally:
+                for key in sorted(involved):
+                    self._end_batch(key, decisions, outcome, pending_by_location.get(key, []))
         for failure in outcome.failures:
             self.stats.errors += 1
             log.error("failed: %s in %s: %s", failure.path, failure.location, failure.message)
@@ -197,10 +204,14 @@ class Executor:
             log.warning("conflict %s: the edit in %s loses to the newer one in %s",
                         decision.path, loser, decision.winner)
 
+    def _remote(self, action: Action) -> bool:
+        return self.locations[action.target].remote or (
+            action.source is not None and self.locations[action.source].remote)
+
     def _run(self, actions: list[Action], decisions: Mapping[str, Decision], outcome: Outcome,
              pending: dict[str, list[tuple[Action, Entry | None]]]) -> None:
-        copies = [a for a in actions if a.op is Op.COPY]
-        for action in (a for a in actions if a.op is not Op.COPY):
+        copies = [a for a in actions if a.op is Op.COPY and self._remote(a)]
+        for action in (a for a in actions if a.op is not Op.COPY or not self._remote(a)):
             if self.stop.is_set():
                 outcome.interrupted = True
                 return

@@ -12,13 +12,15 @@ import hashlib
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from filesync.result import Err, Ok, Result
 
 SCHEMA_VERSION = "1"
+#: Inside ``StateStore.batch()``, records are committed at least this often.
+BATCH_SECONDS = 0.1
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS locations(id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE);
@@ -86,6 +88,7 @@ class StateStore:
         self._ids: dict[str, int] = {
             key: ident for ident, key in self._db.execute("SELECT id, key FROM locations")}
         self._keys = {ident: key for key, ident in self._ids.items()}
+        self._batch_started: float | None = None
 
     @classmethod
     def open(cls, path: Path, location_keys: Sequence[str]) -> Result[tuple[StateStore, str]]:
@@ -252,7 +255,39 @@ class StateStore:
                           record.size, record.mtime_ns))
 
     @contextlib.contextmanager
-    def _transaction(self):  # type: ignore[no-untyped-def]
+    def batch(self) -> Iterator[None]:
+        """Group the writes of one round into commits at most ``BATCH_SECONDS`` apart.
+
+        A commit per file costs as much as copying a small file. What a kill can lose is at
+        most the last fraction of a second of records, and losing them costs no transfer:
+        the copies they describe are complete (same size and mtime everywhere), so the next
+        run recognises them as in sync and only records them.
+        """
+        if self._batch_started is not None:
+            yield
+            return
+        self._db.execute("BEGIN")
+        self._batch_started = time.monotonic()
+        try:
+            yield
+        except BaseException:
+            self._commit_batch()
+            raise
+        self._commit_batch()
+
+    def _commit_batch(self) -> None:
+        self._batch_started = None
+        self._db.execute("COMMIT")
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        if self._batch_started is not None:
+            yield
+            if time.monotonic() - self._batch_started >= BATCH_SECONDS:
+                self._db.execute("COMMIT")
+                self._db.execute("BEGIN")
+                self._batch_started = time.monotonic()
+            return
         self._db.execute("BEGIN")
         try:
             yield
