@@ -340,3 +340,14 @@ def test_dry_run_prints_the_plan_and_changes_nothing(tmp_path, sync, capsys):
     out = capsys.readouterr().out
     assert "copy new.txt" in out and "nothing changed" in out
     assert tree(b) == {}
+
+
+def test_an_overwritten_file_keeps_its_permissions(tmp_path, sync):
+    a, b = folders(tmp_path, "a", "b")
+    write(a / "run.sh", "echo 1", mtime=T0)
+    assert sync(f"folder:{a}", f"folder:{b}") == 0
+    (b / "run.sh").chmod(0o750)
+    write(a / "run.sh", "echo 2", mtime=T0 + 10)
+    assert sync(f"folder:{a}", f"folder:{b}") == 0
+    assert (b / "run.sh").read_text() == "echo 2"
+    assert (b / "run.sh").stat().st_mode & 0o777 == 0o750

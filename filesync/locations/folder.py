@@ -28,13 +28,15 @@ class FolderLocation(Location):
         super().__init__(spec.key, spec.display)
         self.root = spec.path
         self._known_dirs: set[str] = set()
+        self._prefix = os.path.join(self.root, "")
 
     def local_path(self) -> Path:
         """The folder itself."""
         return self.root
 
     def _full(self, path: str) -> str:
-        return os.path.join(self.root, path)
+        # Paths are relative and checked by the engine, so plain concatenation is enough.
+        return self._prefix + path
 
     def _fail(self, action: str, path: str, exc: OSError) -> Err:
         reason = exc.strerror or str(exc)
@@ -190,10 +192,10 @@ class FolderLocation(Location):
             return parents
         full = self._full(path)
         temp = os.path.join(os.path.dirname(full), f".filesync-{secrets.token_hex(6)}.tmp")
-        try:
-            mode = st.S_IMODE(os.lstat(full).st_mode)
-        except OSError:
-            mode = 0o666
+        mode = 0o666
+        if keep_old_as is not None:  # replacing a file: keep its permissions
+            with contextlib.suppress(OSError):
+                mode = st.S_IMODE(os.lstat(full).st_mode)
         try:
             fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, mode)
         except OSError as exc:
