@@ -17,7 +17,7 @@ from typing import IO
 
 from filesync import __version__
 from filesync.engine import Engine, Options
-from filesync.excludes import build_excludes, read_exclude_file
+from filesync.excludes import build_excludes, read_list_file
 from filesync.locations import Location, Settings, open_location, parse_location
 from filesync.locations.spec import LocationSpec, mask_secrets
 from filesync.logsetup import setup_logging
@@ -99,16 +99,6 @@ def build_parser() -> argparse.ArgumentParser:
                           help="log only warnings and errors")
     parser.add_argument("--version", action="version", version=f"filesync {__version__}")
     return parser
-
-
-def read_location_file(path: str) -> Result[list[str]]:
-    """Locations from a file: one per line; blank lines and ``#`` comments are skipped."""
-    try:
-        text = Path(path).expanduser().read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        return Err(f"cannot read location file {path!r}: {exc}")
-    return Ok([line.strip() for line in text.splitlines()
-               if line.strip() and not line.lstrip().startswith("#")])
 
 
 def prompt_locations(ask: Callable[[str], str], out: IO[str]) -> list[LocationSpec]:
@@ -197,7 +187,7 @@ def _install_signal_handlers(stop: threading.Event) -> None:
 def _gather_specs(args: argparse.Namespace) -> Result[list[LocationSpec]]:
     texts: list[str] = list(args.locations)
     if args.file:
-        from_file = read_location_file(args.file)
+        from_file = read_list_file(args.file, "location")
         if not from_file.ok:
             return from_file
         texts += from_file.value
@@ -223,7 +213,7 @@ def _options(args: argparse.Namespace) -> Result[Options]:
         return Err("--max-delete is a percentage from 0 to 100")
     patterns: list[str] = list(args.exclude)
     for exclude_file in args.exclude_from:
-        read = read_exclude_file(exclude_file)
+        read = read_list_file(exclude_file, "exclude")
         if not read.ok:
             return read
         patterns += read.value

@@ -129,12 +129,12 @@ def validate_pattern(pattern: str) -> Result[str]:
     return Ok(stripped)
 
 
-def read_exclude_file(path: str) -> Result[list[str]]:
-    """Read patterns from a file: one per line, blank lines and ``#`` comments ignored."""
+def read_list_file(path: str, what: str) -> Result[list[str]]:
+    """Read a list file (locations, patterns): one item per line, blanks and ``#`` skipped."""
     try:
         text = Path(path).expanduser().read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        return Err(f"cannot read exclude file {path!r}: {exc}")
+        return Err(f"cannot read {what} file {path!r}: {exc}")
     return Ok([line.strip() for line in text.splitlines()
                if line.strip() and not line.lstrip().startswith("#")])
 

@@ -6,6 +6,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 from urllib.parse import unquote
 
 from filesync.result import Err, Ok, Result
@@ -17,37 +18,35 @@ _PREFIX = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
 
 
 @dataclass(frozen=True)
-class FolderSpec:
-    """A local folder."""
+class _LocalSpec:
+    """A location backed by one local path; ``kind`` is the prefix of its string form."""
 
     path: Path
+    kind: ClassVar[str]
 
     @property
     def key(self) -> str:
         """Identity of the location, used for state and duplicate checks."""
-        return f"folder:{self.path}"
+        return f"{self.kind}:{self.path}"
 
     @property
     def display(self) -> str:
         """How logs name the location."""
-        return f"folder:{self.path}"
+        return self.key
 
 
 @dataclass(frozen=True)
-class ZipSpec:
+class FolderSpec(_LocalSpec):
+    """A local folder."""
+
+    kind: ClassVar[str] = "folder"
+
+
+@dataclass(frozen=True)
+class ZipSpec(_LocalSpec):
     """A ZIP archive used as a location."""
 
-    path: Path
-
-    @property
-    def key(self) -> str:
-        """Identity of the location, used for state and duplicate checks."""
-        return f"zip:{self.path}"
-
-    @property
-    def display(self) -> str:
-        """How logs name the location."""
-        return f"zip:{self.path}"
+    kind: ClassVar[str] = "zip"
 
 
 @dataclass(frozen=True)
