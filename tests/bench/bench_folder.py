@@ -10,8 +10,9 @@ shrinks it 10x) in a fresh temporary folder, then measures, side by side in one 
 3. the peak memory of our process for (1), and what a single 1 GiB file adds to the peak
    memory of an empty-tree sync.
 
-Every command runs in a fresh child process; its wall time is taken around the whole process
-(interpreter start-up included) and its peak memory comes from ``os.wait4``'s ``ru_maxrss``.
+Every command runs in a fresh process; its wall time is taken around the whole process
+(interpreter start-up included) and its peak memory is its ``ru_maxrss``, reported by GNU
+``/usr/bin/time`` or, without it, by a bare Python middleman (see ``Meter``).
 Each figure is the median of ``--repeat`` runs after one untimed warm-up run (warm caches
 for both tools). Prints a table and exits 0 when every target passes, 1 when one fails,
 2 when the benchmark itself could not run. Everything it creates is removed at the end.
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -38,6 +40,10 @@ ROOT = Path(__file__).resolve().parents[2]
 MAIN = ROOT / "main.py"
 KIB, MIB, GIB = 1 << 10, 1 << 20, 1 << 30
 
+#: filesync's own folder in every location (markers, versions); not user data.
+RESERVED = ".filesync"
+#: A console log line reporting an action: ``HH:MM:SS copy PATH ...``.
+ACTION_LINE = re.compile(r"^\S+ (copy|mkdir|delete|conflict) ")
 NOOP_LIMIT_S = 0.5
 RSS_LIMIT_MIB = 100.0
 HUGE_EXTRA_LIMIT_MIB = 30.0
@@ -137,9 +143,11 @@ def _write_random(path: Path, size: int) -> None:
 
 
 def _snapshot(root: Path) -> dict[str, tuple[bool, int, int]]:
-    """Relative path -> (is_dir, size, mtime_ns) for everything below ``root``."""
+    """Relative path -> (is_dir, size, mtime_ns) below ``root``, filesync's own folder aside."""
     found: dict[str, tuple[bool, int, int]] = {}
     for folder, dirs, files in os.walk(root):
+        if folder == str(root) and RESERVED in dirs:
+            dirs.remove(RESERVED)
         rel_folder = os.path.relpath(folder, root)
         for name in dirs + files:
             rel = name if rel_folder == "." else f"{rel_folder}/{name}"
@@ -153,8 +161,6 @@ def _snapshot(root: Path) -> dict[str, tuple[bool, int, int]]:
 def verify_copy(src: Path, dst: Path, who: str) -> None:
     """The copy must hold the same names, sizes and file mtimes as the source."""
     want, got = _snapshot(src), _snapshot(dst)
-    got.pop(".filesync", None)
-    got = {path: value for path, value in got.items() if not path.startswith(".filesync/")}
     if want != got:
         missing = sorted(set(want) - set(got))[:3]
         extra = sorted(set(got) - set(want))[:3]
@@ -217,12 +223,20 @@ class Meter:
         target = output if output is not None else Path(os.devnull)
         with target.open("wb") as sink:
             started = time.perf_counter()
-            done = subprocess.run(wrapped, stdin=subprocess.DEVNULL, stdout=sink, stderr=sink,
-                                  check=False)
+            # Its own session, so that an interrupted bench can stop the measured command
+            # too, not only the middleman, before deleting the folders it works in.
+            process = subprocess.Popen(wrapped, stdin=subprocess.DEVNULL, stdout=sink,
+                                       stderr=sink, start_new_session=True)
+            try:
+                returncode = process.wait()
+            except BaseException:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+                raise
             elapsed = time.perf_counter() - started
-        if done.returncode != 0:
+        if returncode != 0:
             tail = output.read_text(errors="replace")[-2000:] if output is not None else ""
-            raise BenchError(f"{shlex.join(command)} exited with {done.returncode}\n{tail}")
+            raise BenchError(f"{shlex.join(command)} exited with {returncode}\n{tail}")
         fields = self.report.read_text().split()
         if self.use_gnu_time:
             # GNU time's own start-up (about a millisecond) is charged to both tools alike.
@@ -231,8 +245,10 @@ class Meter:
 
 
 def reset_dir(path: Path) -> None:
-    """Make ``path`` an empty folder, then flush dirty pages so the next timing is not
-    charged for writing back an earlier run's output."""
+    """Make ``path`` an empty folder and flush dirty pages to disk.
+
+    The flush keeps the next timing from paying for writing back an earlier run's output.
+    """
     if path.exists():
         shutil.rmtree(path)
     path.mkdir(parents=True)
@@ -248,14 +264,24 @@ class Bench:
         self.meter = meter
         self.log = base / "last-run.log"
 
-    def ours(self, src: Path, dst: Path, state: Path, quiet: bool) -> Sample:
+    def ours(self, src: Path, dst: Path, state: Path, quiet: bool,
+             keep_log: bool = False) -> Sample:
         command = [sys.executable, str(MAIN), "--once", "--state", str(state / "state.sqlite")]
         if quiet:
             command.append("-q")
         command += [f"folder:{src}", f"folder:{dst}"]
-        # The default log (one line per action) goes to /dev/null; -q output is kept so a
-        # failure can be shown.
-        return self.meter.run(command, self.log if quiet else None)
+        # The default log (one line per action) goes to /dev/null, as the brief asks; -q
+        # output is kept so that a failure can be shown.
+        return self.meter.run(command, self.log if quiet or keep_log else None)
+
+    def check_noop(self, src: Path, dst: Path, state: Path) -> None:
+        """A sync with nothing changed must log no action at all."""
+        self.ours(src, dst, state, quiet=False, keep_log=True)
+        text = self.log.read_text(errors="replace")
+        actions = [line for line in text.splitlines() if ACTION_LINE.match(line)]
+        if actions:
+            raise BenchError(f"the no-op sync still acted ({len(actions)} actions), e.g. "
+                             f"{actions[0]!r}; the no-op timing would be meaningless")
 
     def rsync(self, src: Path, dst: Path) -> Sample:
         return self.meter.run(["rsync", "-a", f"{src}/", f"{dst}/"], self.log)
@@ -321,7 +347,7 @@ def measure(bench: Bench, sizes: Sizes, progress: Callable[[str], None]) -> Resu
     verify_copy(src, dst2, "rsync")
 
     progress(f"no-op sync (nothing changed), {bench.repeat} runs each")
-    bench.ours(src, dst, state, quiet=True)
+    bench.check_noop(src, dst, state)  # also the untimed warm-up
     bench.rsync(src, dst2)
     for turn in range(bench.repeat):
         steps = [(results.noop_q, lambda: bench.ours(src, dst, state, quiet=True)),
@@ -408,7 +434,7 @@ def print_table(rows: list[Row]) -> None:
     widths = [max(len(line[i]) for line in table) for i in range(len(header))]
     for number, line in enumerate(table):
         print("  ".join(cell.ljust(width) if i == 0 else cell.rjust(width)
-                        for i, (cell, width) in enumerate(zip(line, widths))).rstrip())
+                        for i, (cell, width) in enumerate(zip(line, widths, strict=True))).rstrip())
         if number == 0:
             print("  ".join("-" * width for width in widths))
 
@@ -435,6 +461,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--dir", type=Path, help="create the scratch folder inside DIR")
     parser.add_argument("--repeat", type=int, default=5,
                         help="timed runs per measurement; the median is reported (default 5)")
+    parser.add_argument("--meter", choices=("auto", "gnu-time", "python"), default="auto",
+                        help="what measures each command's peak memory (default: GNU time "
+                             "when installed, else a Python middleman)")
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
@@ -443,14 +472,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     sizes = SMALL if args.small else FULL
     signal.signal(signal.SIGTERM, _raise_on_sigterm)
-    base = Path(tempfile.mkdtemp(prefix="filesync-bench-", dir=args.dir))
+    try:
+        base = Path(tempfile.mkdtemp(prefix="filesync-bench-", dir=args.dir))
+    except OSError as exc:
+        print(f"bench: cannot create a scratch folder in {args.dir or tempfile.gettempdir()}: "
+              f"{exc.strerror or exc}", file=sys.stderr)
+        return 2
     started = time.monotonic()
 
     def progress(message: str) -> None:
         print(f"[{time.monotonic() - started:6.1f} s] {message}", flush=True)
 
     try:
-        results = measure(Bench(base, args.repeat), sizes, progress)
+        use_gnu_time = args.meter == "gnu-time" or (
+            args.meter == "auto" and gnu_time_works(base))
+        meter = Meter(base, use_gnu_time)
+        results = measure(Bench(base, args.repeat, meter), sizes, progress)
     except BenchError as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 2
@@ -461,7 +498,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"\nfilesync vs {_rsync_version()}; Python {sys.version.split()[0]}; "
           f"{os.cpu_count()} CPUs; {sizes.describe()}")
     print(f"median of {args.repeat} runs ({min(args.repeat, 3)} for the big file); "
-          "wall time of the whole process, interpreter start included\n")
+          "wall time of the whole process, interpreter start included; "
+          f"peak memory (ru_maxrss) via {meter.name}\n")
     rows = make_rows(results, sizes)
     print_table(rows)
     print_samples(results)
