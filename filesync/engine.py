@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import queue
 import re
@@ -19,7 +18,6 @@ from filesync.locations.base import Entry, Listing, Location
 from filesync.planner import Op, Plan, PlanInput, plan
 from filesync.result import Result
 from filesync.state import StateStore
-from filesync.versions import prune
 from filesync.watcher import EventKind, Watcher, WatchEvent
 
 log = logging.getLogger("filesync")
@@ -77,7 +75,8 @@ class Engine:
         self.refused = False
         self.executor = Executor(self.locations, store, stop, self.stats, options.workers,
                                  keep_both=options.conflict == "keep-both",
-                                 labels=location_labels(locations))
+                                 labels=location_labels(locations),
+                                 retention=(options.keep_versions, options.keep_days))
         self._tolerance = {loc.key: loc.mtime_tolerance_ns for loc in locations}
 
     def start(self) -> None:
@@ -88,17 +87,16 @@ class Engine:
             self.prune(self.order)
 
     def prune(self, keys: Iterable[str]) -> None:
-        """Apply the retention rules (--keep-versions, --keep-days) to these locations."""
-        now = dt.datetime.now(dt.timezone.utc)
+        """Apply the retention rules to these locations, each in a batch of its own."""
         for key in keys:
             location = self.locations[key]
             if not location.probe().ok:
                 continue
             begun = location.begin_batch()
-            pruned = prune(location, self.options.keep_versions, self.options.keep_days, now) \
-                if begun.ok else begun
+            if begun.ok:
+                self.executor.prune([key])
             ended = location.end_batch()
-            for result in (pruned, ended):
+            for result in (begun, ended):
                 if not result.ok:
                     log.warning("pruning old versions in %s: %s", location.display,
                                 result.message)
@@ -180,8 +178,6 @@ class Engine:
         outcome = self.executor.apply(current_plan)
         report.failures = len(outcome.failures)
         report.interrupted = outcome.interrupted
-        if self.executor.versioned:
-            self.prune(sorted(self.executor.versioned))
         if self.stats.conflict_copies > copies_before and not outcome.interrupted \
                 and paths is None:
             # The conflict copies are new files in their own locations: spread them now.

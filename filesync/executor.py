@@ -15,7 +15,7 @@ from filesync.locations.base import Entry, Location
 from filesync.planner import Action, Decision, Op, Plan, record_of
 from filesync.result import Err, Ok, Result
 from filesync.state import Record, StateStore
-from filesync.versions import conflict_path, version_path
+from filesync.versions import conflict_path, prune, version_path
 
 log = logging.getLogger("filesync")
 
@@ -119,7 +119,8 @@ class Executor:
 
     def __init__(self, locations: Mapping[str, Location], store: StateStore,
                  stop: threading.Event, stats: Stats, workers: int = 4,
-                 keep_both: bool = False, labels: Mapping[str, str] | None = None) -> None:
+                 keep_both: bool = False, labels: Mapping[str, str] | None = None,
+                 retention: tuple[int, float] = (10, 30.0)) -> None:
         self.locations = locations
         self.store = store
         self.stop = stop
@@ -128,6 +129,8 @@ class Executor:
         #: ``--conflict keep-both``: a losing edit is kept under a visible conflict name.
         self.keep_both = keep_both
         self.labels = labels or {}
+        #: ``--keep-versions`` and ``--keep-days``, applied where a round kept versions.
+        self.retention = retention
         #: When the round being applied started: names the versions it keeps.
         self.moment = dt.datetime.now(dt.timezone.utc)
         #: Locations that got new versions in the last ``apply`` (they may need pruning).
@@ -184,6 +187,8 @@ class Executor:
         with self.store.batch():
             try:
                 self._run(actions, decisions, outcome, pending_by_location)
+                # Inside the round's batch, so a batched backend (ZIP) rewrites once.
+                self.prune(self.versioned)
             finally:
                 for key in sorted(involved):
                     self._end_batch(key, decisions, outcome, pending_by_location.get(key, []))
@@ -191,6 +196,15 @@ class Executor:
             self.stats.errors += 1
             log.error("failed: %s in %s: %s", failure.path, failure.location, failure.message)
         return outcome
+
+    def prune(self, keys: Iterable[str]) -> None:
+        """Apply the retention rules (--keep-versions, --keep-days) to these locations."""
+        keep, days = self.retention
+        now = dt.datetime.now(dt.timezone.utc)
+        for key in sorted(keys):
+            pruned = prune(self.locations[key], keep, days, now)
+            if not pruned.ok:
+                log.warning("pruning old versions in %s: %s", key, pruned.message)
 
     def _start_decision(self, decision: Decision) -> None:
         """Record the new version and the locations that already hold it."""
