@@ -27,11 +27,14 @@ class Settings:
 
 
 def open_location(spec: LocationSpec, settings: Settings | None = None) -> Result[Location]:
-    """Create the backend for ``spec``; kinds not built yet answer with a clear error."""
+    """Create the backend for ``spec``."""
     if isinstance(spec, FolderSpec):
         return Ok(FolderLocation(spec))
+    # Backends other than folders are imported on first use, to keep start-up short.
     if isinstance(spec, ZipSpec):
-        return Err(f"{spec.display}: ZIP archives are not supported yet in this version")
+        from filesync.locations.zip import ZipLocation  # noqa: PLC0415
+
+        return Ok(ZipLocation(spec))
     if isinstance(spec, FtpSpec):
         return Err(f"{spec.display}: FTP servers are not supported yet in this version")
     return Err(f"unknown location {spec!r}")
