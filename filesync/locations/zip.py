@@ -946,6 +946,17 @@ class ZipLocation(Location):
             return cached.snapshot
         raise OSError(errno.EAGAIN, "the archive keeps changing while it is read; try again")
 
+    def _read_snapshot(self) -> Result[_Snapshot]:
+        """``_snapshot()`` with its failures translated into messages for the user."""
+        try:
+            return Ok(self._snapshot())
+        except FileNotFoundError:
+            return self._missing()
+        except zf.ZipFormatError as exc:
+            return self._invalid(exc)
+        except OSError as exc:
+            return self._fail("read", "", exc)
+
     def _look_up(self, paths: Iterable[str]) -> dict[str, Result[Entry | None]]:
         """The entries at ``paths`` now: from the batch being built, or the archive on disk."""
         with self._lock:
@@ -953,17 +964,10 @@ class ZipLocation(Location):
             looker: _View | _Snapshot | None = batch.view if batch is not None else None
             if looker is not None:
                 return {path: self._looked(path, looker.look(path)) for path in paths}
-        try:
-            looker = self._snapshot()
-        except FileNotFoundError:
-            failed = self._missing()
-        except zf.ZipFormatError as exc:
-            failed = self._invalid(exc)
-        except OSError as exc:
-            failed = self._fail("read", "", exc)
-        else:
-            return {path: self._looked(path, looker.look(path)) for path in paths}
-        return {path: failed for path in paths}
+        snapshot = self._read_snapshot()
+        if not snapshot.ok:
+            return {path: snapshot for path in paths}
+        return {path: self._looked(path, snapshot.value.look(path)) for path in paths}
 
     def _looked(self, path: str, look: Look) -> Result[Entry | None]:
         entry, problem = look
@@ -974,15 +978,8 @@ class ZipLocation(Location):
     # ----- lifecycle -----------------------------------------------------------------------
     def probe(self) -> Result[None]:
         """The archive must be there and readable (from the cache while it is unchanged)."""
-        try:
-            self._snapshot()
-        except FileNotFoundError:
-            return self._missing()
-        except zf.ZipFormatError as exc:
-            return self._invalid(exc)
-        except OSError as exc:
-            return self._fail("read", "", exc)
-        return self.check_marker()
+        snapshot = self._read_snapshot()
+        return self.check_marker() if snapshot.ok else snapshot
 
     def check(self) -> Result[None]:
         """An existing archive must be a sound ZIP; a missing one needs an existing folder."""
@@ -1089,14 +1086,10 @@ class ZipLocation(Location):
     # ----- listing -------------------------------------------------------------------------
     def scan(self, skip_dir: Callable[[str], bool]) -> Result[Listing]:
         """Every member and the folders they imply; unreadable members become blind."""
-        try:
-            snapshot = self._snapshot()
-        except FileNotFoundError:
-            return self._missing()
-        except zf.ZipFormatError as exc:
-            return self._invalid(exc)
-        except OSError as exc:
-            return self._fail("read", "", exc)
+        read = self._read_snapshot()
+        if not read.ok:
+            return read
+        snapshot = read.value
         hidden: dict[str, bool] = {}
         for path in snapshot.dirs:
             parent = path.rpartition("/")[0]
