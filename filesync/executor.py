@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import itertools
 import logging
 import threading
 from collections.abc import Iterable, Mapping
@@ -104,6 +105,16 @@ def _size(count: int) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{count} B"
+
+
+def _phase(action: Action) -> tuple[int, int]:
+    """The phase of an action; actions of one phase never depend on each other.
+
+    Phases: deletions; folders removed one depth at a time, deepest first; folders made,
+    shallowest first; copies.
+    """
+    op, depth, _ = action.sort_key()
+    return op, depth if action.op in (Op.RMDIR, Op.MKDIR) else 0
 
 
 def _same_entry(found: Entry | None, expected: Entry | None) -> bool:
@@ -224,31 +235,45 @@ class Executor:
 
     def _run(self, actions: list[Action], decisions: Mapping[str, Decision], outcome: Outcome,
              pending: dict[str, list[tuple[Action, Entry | None]]]) -> None:
-        copies = [a for a in actions if a.op is Op.COPY and self._remote(a)]
-        for action in (a for a in actions if a.op is not Op.COPY or not self._remote(a)):
-            if self.stop.is_set():
-                outcome.interrupted = True
-                return
-            self._finish(action, self._apply_one(action), decisions, outcome, pending)
-        if not copies:
-            return
-        with ThreadPoolExecutor(self.workers, thread_name_prefix="filesync-copy") as pool:
-            queued = iter(copies)
-            running: dict[Future[Result[Entry | None]], Action] = {}
-            while True:
-                while len(running) < self.workers * 2 and not self.stop.is_set():
-                    upcoming = next(queued, None)
-                    if upcoming is None:
-                        break
-                    running[pool.submit(self._apply_one, upcoming)] = upcoming
-                if not running:
+        """Run the actions phase by phase (see ``_phase``).
+
+        Within a phase no action depends on another, so those touching a remote location
+        run in parallel (round trips dominate there); local ones run on this thread.
+        """
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="filesync-transfer") as pool:
+            for _, grouped in itertools.groupby(actions, key=_phase):
+                phase = list(grouped)
+                for action in phase:
+                    if self.stop.is_set():
+                        outcome.interrupted = True
+                        return
+                    if not self._remote(action):
+                        self._finish(action, self._apply_one(action), decisions, outcome,
+                                     pending)
+                remote = [action for action in phase if self._remote(action)]
+                self._run_pooled(pool, remote, decisions, outcome, pending)
+                if self.stop.is_set():
+                    outcome.interrupted = True
+                    return
+
+    def _run_pooled(self, pool: ThreadPoolExecutor, actions: list[Action],
+                    decisions: Mapping[str, Decision], outcome: Outcome,
+                    pending: dict[str, list[tuple[Action, Entry | None]]]) -> None:
+        """Run ``actions`` on the pool, a bounded number at a time; results land here."""
+        queued = iter(actions)
+        running: dict[Future[Result[Entry | None]], Action] = {}
+        while True:
+            while len(running) < self.workers * 2 and not self.stop.is_set():
+                upcoming = next(queued, None)
+                if upcoming is None:
                     break
-                done, _ = wait(running, timeout=0.5, return_when=FIRST_COMPLETED)
-                for future in done:
-                    action = running.pop(future)
-                    self._finish(action, future.result(), decisions, outcome, pending)
-            if self.stop.is_set():
-                outcome.interrupted = True
+                running[pool.submit(self._apply_one, upcoming)] = upcoming
+            if not running:
+                return
+            done, _ = wait(running, timeout=0.5, return_when=FIRST_COMPLETED)
+            for future in done:
+                action = running.pop(future)
+                self._finish(action, future.result(), decisions, outcome, pending)
 
     def _finish(self, action: Action, result: Result[Entry | None],
                 decisions: Mapping[str, Decision], outcome: Outcome,
@@ -354,8 +379,7 @@ class Executor:
             keep = None
             if action.expect is not None and not action.expect.is_dir:
                 keep = self._kept_name(action)
-            written = target.write(action.path, reader, expected.mtime_ns,  # type: ignore[arg-type]
-                                   keep_old_as=keep)
+            written = target.write(action.path, reader, expected.mtime_ns, keep_old_as=keep)
         finally:
             reader.close()
         if not written.ok:

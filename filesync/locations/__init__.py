@@ -36,5 +36,7 @@ def open_location(spec: LocationSpec, settings: Settings | None = None) -> Resul
 
         return Ok(ZipLocation(spec))
     if isinstance(spec, FtpSpec):
-        return Err(f"{spec.display}: FTP servers are not supported yet in this version")
+        from filesync.locations.ftp import FtpLocation  # noqa: PLC0415
+
+        return Ok(FtpLocation(spec, settings or Settings()))
     return Err(f"unknown location {spec!r}")

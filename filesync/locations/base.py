@@ -8,7 +8,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, ClassVar
+from typing import BinaryIO, ClassVar, Protocol
 
 from filesync.excludes import Excludes
 from filesync.result import Err, Ok, Result
@@ -21,6 +21,14 @@ TEMP_NAME = re.compile(r"^\.filesync-[0-9a-f]{12}\.tmp$")
 MARKER = f"{RESERVED_DIR}/marker"
 #: Copies move data in pieces of this size, so memory stays bounded for any file size.
 CHUNK_SIZE = 1 << 20
+
+
+class Readable(Protocol):
+    """What ``Location.write`` reads from: anything with ``read(size)``."""
+
+    def read(self, size: int = -1, /) -> bytes:
+        """Up to ``size`` bytes; ``b""`` at the end."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,7 +196,7 @@ class Location(ABC):
         """Open ``path`` for streaming reads; the caller closes the stream."""
 
     @abstractmethod
-    def write(self, path: str, source: BinaryIO, mtime_ns: int,
+    def write(self, path: str, source: Readable, mtime_ns: int,
               keep_old_as: str | None = None) -> Result[Entry]:
         """Atomically replace ``path`` with the bytes of ``source``, dated ``mtime_ns``.
 

@@ -12,7 +12,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from filesync.locations.base import CHUNK_SIZE, TEMP_NAME, Entry, Listing, Location, parents_of
+from filesync.locations.base import (
+    CHUNK_SIZE,
+    TEMP_NAME,
+    Entry,
+    Listing,
+    Location,
+    Readable,
+    parents_of,
+)
 from filesync.locations.spec import FolderSpec
 from filesync.result import Err, Ok, Result
 
@@ -176,7 +184,7 @@ class FolderLocation(Location):
             self._known_dirs.add(parent)
         return Ok(None)
 
-    def write(self, path: str, source: BinaryIO, mtime_ns: int,
+    def write(self, path: str, source: Readable, mtime_ns: int,
               keep_old_as: str | None = None) -> Result[Entry]:
         """Copy ``source`` into a temporary file beside ``path``, date it, rename it over.
 
@@ -273,7 +281,7 @@ class FolderLocation(Location):
         return Ok(None)
 
 
-def _copy_to_fd(source: BinaryIO, fd: int) -> None:
+def _copy_to_fd(source: Readable, fd: int) -> None:
     """Stream ``source`` into ``fd`` in bounded pieces."""
     while True:
         chunk = source.read(CHUNK_SIZE)

@@ -32,6 +32,7 @@ from filesync.locations.base import (
     Entry,
     Listing,
     Location,
+    Readable,
     parents_of,
     unsafe_reason,
 )
@@ -203,7 +204,7 @@ def _deflate(data: bytes) -> bytes:
     return compressor.compress(data) + compressor.flush()
 
 
-def _stage(source: BinaryIO, slot: _Slot) -> tuple[int, int, int, int]:
+def _stage(source: Readable, slot: _Slot) -> tuple[int, int, int, int]:
     """Read ``source`` to its end, compressing into ``slot``: (method, crc, csize, usize).
 
     Deflate unless a sample shows the data does not shrink (already compressed media).
@@ -1257,7 +1258,7 @@ class ZipLocation(Location):
                 if single:
                     batch.close()
 
-    def write(self, path: str, source: BinaryIO, mtime_ns: int,
+    def write(self, path: str, source: Readable, mtime_ns: int,
               keep_old_as: str | None = None) -> Result[Entry]:
         """Stage ``source`` as the new content of ``path``; it lands at ``end_batch``.
 
