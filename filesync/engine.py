@@ -114,15 +114,19 @@ class Engine:
         else:
             results = [one(location) for location in locations]
         listings: dict[str, Listing | None] = {}
-        for key, result in zip(self.order, results, strict=True):
-            if not result.ok:
+        for location, result in zip(locations, results, strict=True):
+            listings[location.key] = None
+            if result.ok:
+                listings[location.key] = result.value
+                for warning in result.value.warnings:
+                    log.warning("%s", warning)
+            elif (self.options.dry_run and location.marker_id is None
+                    and location.will_be_created()):
+                log.info("%s does not exist yet; it would be created", location.display)
+                listings[location.key] = Listing()
+            else:
                 log.error("%s is unavailable this round (nothing is deleted because of "
-                          "it): %s", self.locations[key].display, result.message)
-                listings[key] = None
-                continue
-            listings[key] = result.value
-            for warning in result.value.warnings:
-                log.warning("%s", warning)
+                          "it): %s", location.display, result.message)
         return listings
 
     def _remove_stale_temps(self, listings: dict[str, Listing | None]) -> None:

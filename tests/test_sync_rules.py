@@ -351,3 +351,14 @@ def test_an_overwritten_file_keeps_its_permissions(tmp_path, sync):
     assert sync(f"folder:{a}", f"folder:{b}") == 0
     assert (b / "run.sh").read_text() == "echo 2"
     assert (b / "run.sh").stat().st_mode & 0o777 == 0o750
+
+
+@pytest.mark.parametrize("kind", ["folder", "zip"])
+def test_dry_run_against_a_location_still_to_be_created(tmp_path, sync, capsys, kind):
+    a = tmp_path / "a"
+    write(a / "new.txt", "n")
+    target = tmp_path / ("b.zip" if kind == "zip" else "b")
+    assert sync("--dry-run", f"folder:{a}", f"{kind}:{target}") == 0
+    out = capsys.readouterr().out
+    assert "copy new.txt" in out and "nothing changed" in out
+    assert not target.exists()

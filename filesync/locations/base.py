@@ -141,6 +141,13 @@ class Location(ABC):
     def prepare(self) -> Result[None]:
         """Make the location ready (create a missing root); called once before syncing."""
 
+    def will_be_created(self) -> bool:
+        """True when the root is missing and ``prepare()`` would create it.
+
+        A dry run, which prepares nothing, then plans against an empty location.
+        """
+        return False
+
     def close(self) -> None:
         """Release connections or handles; the default has none."""
 
