@@ -241,6 +241,10 @@ class Engine:
             elif event.kind is EventKind.AVAILABLE:
                 log.info("%s is available again; syncing everything", display)
                 full_round = True
+                location = self.locations[event.location]
+                if location.marker_id is None:  # it was out of reach at start
+                    adopt_markers([location], self.store, self.options.force,
+                                  self.options.dry_run)
             else:
                 paths.add(event.path)
         if full_round:
