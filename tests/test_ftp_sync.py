@@ -231,6 +231,8 @@ def test_watch_mode_waits_for_a_server_down_at_start(watching, tmp_path):
     try:
         wait_for(lambda: (root / "late" / "early.txt").exists(), timeout=30,
                  message="the first sync once the server is up")
+        wait_for(lambda: (root / "late" / ".filesync" / "marker").exists(), timeout=10,
+                 message="the marker written once the server is up")
         assert run.stop() == 0
     finally:
         server.stop()
