@@ -7,7 +7,7 @@ import sys
 # where the script's folder is not added automatically (python -I or -P, PYTHONSAFEPATH).
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from filesync.cli import main  # noqa: E402
+from filesync.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -164,3 +164,10 @@ def test_a_second_run_on_the_same_locations_is_refused_while_one_runs(tmp_path, 
     assert result.returncode == 2
     assert "another filesync run" in result.stderr
     assert run.stop() == 0
+
+
+def test_main_starts_in_isolated_mode(tmp_path):
+    result = subprocess.run([sys.executable, "-I", str(MAIN), "--version"], capture_output=True,
+                            text=True, timeout=30, cwd=tmp_path, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "filesync" in result.stdout
