@@ -13,6 +13,9 @@ from pathlib import Path
 
 import pytest
 
+#: The FTP server fixtures (pyftpdlib and pure-ftpd) live in their own module.
+pytest_plugins = ("tests.ftp_servers",)
+
 ROOT = Path(__file__).resolve().parent.parent
 MAIN = ROOT / "main.py"
 

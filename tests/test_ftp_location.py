@@ -25,15 +25,8 @@ from tests.ftp_servers import (
     USER,
     PyftpdServer,
     Served,
-    any_server,
     free_port,
-    pureftpd,
-    pyftpd,
-    tls_files,
 )
-
-#: The server fixtures this module uses (imported so that pytest finds them here).
-FIXTURES = (any_server, pureftpd, pyftpd, tls_files)
 
 T = 1_700_000_000_123_456_789  # a source mtime with a fraction the server cannot keep
 

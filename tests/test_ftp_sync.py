@@ -17,15 +17,8 @@ from tests.ftp_servers import (
     PureFtpd,
     PyftpdServer,
     Served,
-    any_server,
     free_port,
-    pureftpd,
-    pyftpd,
-    tls_files,
 )
-
-#: The server fixtures this module uses (imported so that pytest finds them here).
-FIXTURES = (any_server, pureftpd, pyftpd, tls_files)
 
 OLD = time.time() - 3600
 
