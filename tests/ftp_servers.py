@@ -455,26 +455,22 @@ def pyftpd(tmp_path: Path) -> Iterator[Callable[..., PyftpdServer]]:
         server.stop()
 
 
-@pytest.fixture
-def pureftpd() -> Iterator[PureFtpd]:
-    """A running pure-ftpd with one virtual user; stopped and removed after the test."""
-    server = PureFtpd()
-    try:
-        server.start()
-        yield server
-    finally:
-        server.cleanup()
-
-
 @contextlib.contextmanager
 def running_pureftpd() -> Iterator[PureFtpd]:
-    """pure-ftpd outside pytest (benchmarks)."""
+    """A running pure-ftpd with one virtual user; stopped and removed afterwards."""
     server = PureFtpd()
     try:
         server.start()
         yield server
     finally:
         server.cleanup()
+
+
+@pytest.fixture
+def pureftpd() -> Iterator[PureFtpd]:
+    """pure-ftpd for one test."""
+    with running_pureftpd() as server:
+        yield server
 
 
 @dataclass
