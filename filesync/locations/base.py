@@ -144,9 +144,11 @@ class Location(ABC):
     def will_be_created(self) -> bool:
         """True when the root is missing and ``prepare()`` would create it.
 
-        A dry run, which prepares nothing, then plans against an empty location.
+        A dry run, which prepares nothing, then plans against an empty location. Known for
+        local locations only: a missing local path that ``check()`` accepts.
         """
-        return False
+        path = self.local_path()
+        return path is not None and not path.exists() and self.check().ok
 
     def close(self) -> None:
         """Release connections or handles; the default has none."""

@@ -65,10 +65,6 @@ class FolderLocation(Location):
                        f"{self.root.parent}; create it first or fix the path")
         return Ok(None)
 
-    def will_be_created(self) -> bool:
-        """The folder is missing and its parent exists."""
-        return not self.root.exists() and self.check().ok
-
     def prepare(self) -> Result[None]:
         """Create the folder when only it (not its parent) is missing."""
         checked = self.check()

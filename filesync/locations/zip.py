@@ -1022,10 +1022,6 @@ class ZipLocation(Location):
                        "folder's permissions")
         return Ok(None)
 
-    def will_be_created(self) -> bool:
-        """The archive is missing and its folder exists."""
-        return not self.path.exists() and self.check().ok
-
     def prepare(self) -> Result[None]:
         """Create a missing archive (holding only the reserved ``.filesync/`` folder)."""
         checked = self.check()
