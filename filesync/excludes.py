@@ -101,11 +101,20 @@ class Excludes:
         if not self._rules:
             return False
         cached = self._dir_cache.get(path)
-        if cached is None:
-            parent = path.rpartition("/")[0]
-            cached = (bool(parent) and self.dir_excluded(parent)) or self._match_self(path, True)
-            self._dir_cache[path] = cached
-        return cached
+        if cached is not None:
+            return cached
+        # Walk down from the outermost unknown parent (a loop, not recursion: trees can be
+        # deeper than Python's recursion limit).
+        unknown = [path]
+        parent = path.rpartition("/")[0]
+        while parent and parent not in self._dir_cache:
+            unknown.append(parent)
+            parent = parent.rpartition("/")[0]
+        excluded = bool(parent) and self._dir_cache[parent]
+        for folder in reversed(unknown):
+            excluded = excluded or self._match_self(folder, True)
+            self._dir_cache[folder] = excluded
+        return excluded
 
     def excluded(self, path: str, is_dir: bool = False) -> bool:
         """True when ``path`` (relative, ``/``-separated) or one of its parents is excluded."""
