@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from filesync.excludes import Excludes
 from filesync.executor import Executor, Stats
-from filesync.guards import adopt_markers, mass_delete_problems
+from filesync.guards import DeleteGuard, adopt_markers
 from filesync.locations.base import Entry, Listing, Location
 from filesync.planner import Op, Plan, PlanInput, plan
 from filesync.result import Result
@@ -73,6 +73,7 @@ class Engine:
         self.stats = Stats()
         #: Set when the mass-delete guard stopped the run (the exit status is then 1).
         self.refused = False
+        self.guard = DeleteGuard(options.max_delete)
         self.executor = Executor(self.locations, store, stop, self.stats, options.workers,
                                  keep_both=options.conflict == "keep-both",
                                  labels=location_labels(locations),
@@ -170,8 +171,8 @@ class Engine:
             print_plan(current_plan)
             return report
         if not self.options.force:
-            refusals = mass_delete_problems(current_plan, self.store.file_counts(),
-                                            self.options.max_delete)
+            refusals = self.guard.problems(current_plan, self.store.file_counts(),
+                                           time.monotonic())
             for refusal in refusals:
                 log.error("%s", refusal)
             if refusals:
@@ -179,6 +180,7 @@ class Engine:
                 self.stop.set()
                 return report
         copies_before = self.stats.conflict_copies
+        self.guard.record(current_plan, time.monotonic())
         outcome = self.executor.apply(current_plan)
         report.failures = len(outcome.failures)
         report.interrupted = outcome.interrupted

@@ -96,19 +96,52 @@ def adopt_markers(locations: Sequence[Location], store: StateStore, force: bool,
         location.marker_id = marker
 
 
-def mass_delete_problems(plan: Plan, file_counts: Mapping[str, int],
-                         max_percent: float) -> list[str]:
-    """Locations where the plan deletes more than ``max_percent`` of the files."""
+class DeleteGuard:
+    """The mass-delete guard (``--max-delete``).
+
+    It also remembers the deletions of the last ``WINDOW`` seconds, so a mass deletion that
+    watch mode sees in several batches is judged as one.
+    """
+
+    WINDOW = 60.0
+
+    def __init__(self, max_percent: float) -> None:
+        self.max_percent = max_percent
+        self._recent: list[tuple[float, str, int]] = []
+
+    def _earlier(self, now: float) -> dict[str, int]:
+        self._recent = [item for item in self._recent if now - item[0] < self.WINDOW]
+        earlier: dict[str, int] = {}
+        for _, key, count in self._recent:
+            earlier[key] = earlier.get(key, 0) + count
+        return earlier
+
+    def problems(self, plan: Plan, file_counts: Mapping[str, int], now: float) -> list[str]:
+        """Locations where the plan (with the last minute's deletions) deletes too much."""
+        earlier = self._earlier(now)
+        problems = []
+        for key, planned in sorted(_deletions(plan).items()):
+            before = earlier.get(key, 0)
+            count = planned + before
+            total = max(file_counts.get(key, 0) + before, count)
+            if count >= MASS_DELETE_MINIMUM and count * 100 > self.max_percent * total:
+                recent = f", {before} of them in the last minute" if before else ""
+                problems.append(
+                    f"refusing to delete {count} of {total} files ({count * 100 // total}%"
+                    f"{recent}) in {key}: more than --max-delete {self.max_percent:g}%. "
+                    "Nothing more was deleted or overwritten. If this is intended, run again "
+                    "with --force")
+        return problems
+
+    def record(self, plan: Plan, now: float) -> None:
+        """Remember the deletions of a plan that was applied."""
+        for key, count in _deletions(plan).items():
+            self._recent.append((now, key, count))
+
+
+def _deletions(plan: Plan) -> dict[str, int]:
     deletions: dict[str, int] = {}
     for action in plan.actions():
         if action.op is Op.DELETE:
             deletions[action.target] = deletions.get(action.target, 0) + 1
-    problems = []
-    for key, count in sorted(deletions.items()):
-        total = max(file_counts.get(key, 0), count)
-        if count >= MASS_DELETE_MINIMUM and count * 100 > max_percent * total:
-            problems.append(
-                f"refusing to delete {count} of {total} files ({count * 100 // total}%) in "
-                f"{key}: more than --max-delete {max_percent:g}%. Nothing was deleted or "
-                "overwritten. If this is intended, run again with --force")
-    return problems
+    return deletions

@@ -141,3 +141,23 @@ def test_a_mass_deletion_stops_watch_mode(tmp_path, watching):
     assert run.stop() == 1
     assert "refusing to delete 12 of 12 files" in run.output()
     assert len(tree(b)) == 12
+
+
+def test_a_mass_deletion_in_several_batches_is_judged_as_one(tmp_path, watching):
+    a, b = tmp_path / "a", tmp_path / "b"
+    for i in range(12):
+        write(a / f"f{i:02}.txt", str(i))
+    b.mkdir()
+    run = watching(f"folder:{a}", f"folder:{b}")
+    wait_for(lambda: tree(a) == tree(b), message="first round")
+    run.wait_output("watching")
+    for i in range(6):  # fewer than ten: this batch alone passes the guard
+        (a / f"f{i:02}.txt").unlink()
+    wait_for(lambda: len(tree(b)) == 6, message="the first six deletions")
+    for i in range(6, 12):
+        (a / f"f{i:02}.txt").unlink()
+    wait_for(lambda: run.process.poll() is not None, message="the guard stopping the run")
+    assert run.stop() == 1
+    assert "refusing to delete 12 of 12 files (100%, 6 of them in the last minute)" \
+        in run.output()
+    assert len(tree(b)) == 6
