@@ -74,6 +74,10 @@ class Engine:
         #: Set when the mass-delete guard stopped the run (the exit status is then 1).
         self.refused = False
         self.guard = DeleteGuard(options.max_delete)
+        #: Watch mode's watchers by location, told about our own writes (no echo).
+        self._watchers: dict[str, Watcher] = {}
+        #: Our writes before the watchers started: folded into their first baseline.
+        self._own_writes: dict[str, dict[str, Entry | None]] = {}
         self.executor = Executor(self.locations, store, stop, self.stats, options.workers,
                                  keep_both=options.conflict == "keep-both",
                                  labels=location_labels(locations),
@@ -182,6 +186,7 @@ class Engine:
         copies_before = self.stats.conflict_copies
         self.guard.record(current_plan, time.monotonic())
         outcome = self.executor.apply(current_plan)
+        self._acknowledge(self.executor.applied)
         report.failures = len(outcome.failures)
         report.interrupted = outcome.interrupted
         if self.stats.conflict_copies > copies_before and not outcome.interrupted \
@@ -190,6 +195,15 @@ class Engine:
             log.info("spreading the conflict copies to every location")
             return self.run_round()
         return report
+
+    def _acknowledge(self, applied: dict[str, dict[str, Entry | None]]) -> None:
+        """Tell the watchers what we wrote, so our own writes never come back as events."""
+        for key, entries in applied.items():
+            watcher = self._watchers.get(key)
+            if watcher is not None:
+                watcher.acknowledge(entries)
+            else:
+                self._own_writes.setdefault(key, {}).update(entries)
 
     def stat_paths(self, paths: Sequence[str]) -> dict[str, Listing | None]:
         """Fresh entries for ``paths`` at every location; failures make those paths blind."""
@@ -216,8 +230,9 @@ class Engine:
         events: queue.Queue[WatchEvent] = queue.Queue()
         watchers = [
             Watcher(location, self.options.excludes, self.options.interval, events, self.stop,
-                    _baseline(first.listings.get(key)))
+                    _baseline(first.listings.get(key), self._own_writes.pop(key, {})))
             for key, location in self.locations.items()]
+        self._watchers = {watcher.location.key: watcher for watcher in watchers}
         for watcher in watchers:
             watcher.start()
         log.info("watching %d locations every %.1f s; press Ctrl+C to stop",
@@ -253,6 +268,7 @@ class Engine:
             self.run_round()
         elif paths:
             ordered = sorted(paths)
+            log.debug("looking at %d changed paths", len(ordered))
             self.run_round(ordered, self.stat_paths(ordered))
 
 
@@ -273,8 +289,18 @@ def location_labels(locations: Sequence[Location]) -> dict[str, str]:
     return labels
 
 
-def _baseline(listing: Listing | None) -> dict[str, Entry] | None:
-    return None if listing is None else listing.entries
+def _baseline(listing: Listing | None,
+              own_writes: dict[str, Entry | None]) -> dict[str, Entry] | None:
+    """What a watcher starts from: the first round's listing with our writes applied."""
+    if listing is None:
+        return None
+    entries = dict(listing.entries)
+    for path, entry in own_writes.items():
+        if entry is None:
+            entries.pop(path, None)
+        else:
+            entries[path] = entry
+    return entries
 
 
 def _drain(events: queue.Queue[WatchEvent], stop: threading.Event) -> list[WatchEvent]:

@@ -146,6 +146,8 @@ class Executor:
         self.moment = dt.datetime.now(dt.timezone.utc)
         #: Locations that got new versions in the last ``apply`` (they may need pruning).
         self.versioned: set[str] = set()
+        #: What the last ``apply`` changed: location -> path -> entry now (None: removed).
+        self.applied: dict[str, dict[str, Entry | None]] = {}
         self._digests: dict[tuple[str, str], str] = {}
 
     # ----- hashes -------------------------------------------------------------------------
@@ -184,6 +186,7 @@ class Executor:
         outcome = Outcome()
         self.moment = dt.datetime.now(dt.timezone.utc)
         self.versioned = set()
+        self.applied = {}
         decisions = {d.path: d for d in plan.decisions}
         with self.store.batch():
             for decision in plan.decisions:
@@ -303,6 +306,7 @@ class Executor:
         """Log the applied action and store what the target holds now."""
         gen = decision.version.gen
         target, path = action.target, action.path
+        self.applied.setdefault(target, {})[path] = entry
         if action.op is Op.COPY:
             assert entry is not None and action.source_entry is not None
             self.stats.copied += 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 
@@ -52,6 +53,8 @@ class Watcher(threading.Thread):
         self._reported: dict[str, Entry] = dict(baseline or {})
         self._available = baseline is not None
         self._warned: set[str] = set()
+        # Guards _reported, which the engine updates with its own writes (acknowledge).
+        self._lock = threading.Lock()
 
     def run(self) -> None:
         """Scan until stopped; every failure is reported, none ends the thread."""
@@ -60,6 +63,18 @@ class Watcher(threading.Thread):
                 self.scan_once()
             except Exception as exc:  # a bug must not silently kill the watcher
                 log.exception("watcher of %s failed: %s", self.location.display, exc)
+
+    def acknowledge(self, entries: Mapping[str, Entry | None]) -> None:
+        """Take filesync's own writes here as known, so they are not reported back.
+
+        ``entries`` maps paths to what the location now reports (``None``: removed).
+        """
+        with self._lock:
+            for path, entry in entries.items():
+                if entry is None:
+                    self._reported.pop(path, None)
+                else:
+                    self._reported[path] = entry
 
     def scan_once(self) -> None:
         """One scan: diff against the previous one and queue what has settled."""
@@ -76,22 +91,23 @@ class Watcher(threading.Thread):
                 self._warned.add(warning)
                 log.warning("%s", warning)
         current = listing.entries
-        if not self._available:
-            self._available = True
-            self._previous, self._reported = current, dict(current)
-            self.events.put(WatchEvent(key, EventKind.AVAILABLE))
-            return
-        previous, reported = self._previous, self._reported
-        for path in _differences(reported, current):
-            now = current.get(path)
-            if previous.get(path) != now or not listing.sees(path):
-                continue  # still moving (or unseen): wait for the next scan
-            if now is None:
-                del reported[path]
-            else:
-                reported[path] = now
-            self.events.put(WatchEvent(key, EventKind.CHANGED, path))
-        self._previous = current
+        with self._lock:
+            if not self._available:
+                self._available = True
+                self._previous, self._reported = current, dict(current)
+                self.events.put(WatchEvent(key, EventKind.AVAILABLE))
+                return
+            previous, reported = self._previous, self._reported
+            for path in _differences(reported, current):
+                now = current.get(path)
+                if previous.get(path) != now or not listing.sees(path):
+                    continue  # still moving (or unseen): wait for the next scan
+                if now is None:
+                    del reported[path]
+                else:
+                    reported[path] = now
+                self.events.put(WatchEvent(key, EventKind.CHANGED, path))
+            self._previous = current
 
 
 def _differences(old: dict[str, Entry], new: dict[str, Entry]) -> list[str]:

@@ -161,3 +161,20 @@ def test_a_mass_deletion_in_several_batches_is_judged_as_one(tmp_path, watching)
     assert "refusing to delete 12 of 12 files (100%, 6 of them in the last minute)" \
         in run.output()
     assert len(tree(b)) == 6
+
+
+def test_our_own_writes_are_not_reported_back(tmp_path, watching):
+    a, b = tmp_path / "a", tmp_path / "b"
+    for i in range(5):
+        write(a / "d" / f"f{i}.txt", str(i))
+    b.mkdir()
+    run = watching("-v", f"folder:{a}", f"folder:{b}")
+    wait_for(lambda: tree(a) == tree(b), message="first round")
+    run.wait_output("watching")
+    time.sleep(1.0)  # five scans: the first round's copies must not come back as changes
+    assert "looking at" not in run.output()
+    write(a / "d" / "f0.txt", "edited")
+    wait_for(lambda: (b / "d" / "f0.txt").read_text() == "edited", message="the edit")
+    time.sleep(1.0)  # the copy into b must not come back either
+    assert run.output().count("looking at") == 1, run.output()
+    assert run.stop() == 0
