@@ -34,10 +34,6 @@ class Err:
         """Raise, because there is no value; callers should check ``ok`` first."""
         raise ResultError(self.message)
 
-    def context(self, prefix: str) -> Err:
-        """Return the same error with ``prefix: `` in front of the message."""
-        return Err(f"{prefix}: {self.message}")
-
 
 class ResultError(RuntimeError):
     """Raised by ``Err.unwrap()``: a programming error, not a user-facing one."""

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import IO
 
 from tests.conftest import MAIN, run_main, tree, wait_for
 
@@ -17,28 +18,40 @@ def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def test_sigkill_mid_copy_then_rerun(tmp_path):
+def big_files(tmp_path: Path, count: int) -> tuple[Path, Path, dict[str, str]]:
+    """``src`` with ``count`` distinct files of about 40 MiB, an empty ``dst``, and digests."""
     src, dst = tmp_path / "src", tmp_path / "dst"
     src.mkdir()
     dst.mkdir()
     chunk = hashlib.sha256(b"seed").digest() * (1024 * 32)  # 1 MiB, not all one byte
-    for i in range(6):
+    for i in range(count):
         with (src / f"big{i}.bin").open("wb") as handle:
             for _ in range(SIZE // len(chunk)):
                 handle.write(chunk)
             handle.write(str(i).encode())
-    expected = {p.name: digest(p) for p in src.iterdir()}
-    state = tmp_path / "state.sqlite"
-    process = subprocess.Popen(
-        [sys.executable, str(MAIN), "--once", "-q", "--workers", "2", "--state", str(state),
-         f"folder:{src}", f"folder:{dst}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return src, dst, {p.name: digest(p) for p in src.iterdir()}
+
+
+def signal_mid_copy(args: list[str], dst: Path, sig: int, output: int | IO[bytes]) -> int:
+    """Run ``main.py ARGS``, send ``sig`` once a copy into ``dst`` is in flight; its status."""
+    process = subprocess.Popen([sys.executable, str(MAIN), *args], stdout=output,
+                               stderr=subprocess.STDOUT)
     try:
         wait_for(lambda: any(dst.glob(".filesync-*.tmp")), timeout=30,
                  message="a copy in flight")
-        process.send_signal(signal.SIGKILL)
+        process.send_signal(sig)
     finally:
-        process.wait(timeout=30)
-    assert process.returncode == -signal.SIGKILL
+        process.wait(timeout=60)
+    return process.returncode
+
+
+def test_sigkill_mid_copy_then_rerun(tmp_path):
+    src, dst, expected = big_files(tmp_path, 6)
+    state = tmp_path / "state.sqlite"
+    status = signal_mid_copy(["--once", "-q", "--workers", "2", "--state", str(state),
+                              f"folder:{src}", f"folder:{dst}"], dst, signal.SIGKILL,
+                             subprocess.DEVNULL)
+    assert status == -signal.SIGKILL
     for path in dst.iterdir():
         if path.name.startswith("big"):  # anything under a real name is complete
             assert digest(path) == expected[path.name], f"partial file {path.name}"
@@ -52,32 +65,17 @@ def test_sigkill_mid_copy_then_rerun(tmp_path):
 
 
 def test_ctrl_c_mid_copy_stops_cleanly(tmp_path):
-    src, dst = tmp_path / "src", tmp_path / "dst"
-    src.mkdir()
-    dst.mkdir()
-    block = hashlib.sha256(b"x").digest() * (1024 * 32)
-    for i in range(4):
-        with (src / f"big{i}.bin").open("wb") as handle:
-            for _ in range(SIZE // len(block)):
-                handle.write(block)
-    expected = digest(src / "big0.bin")
+    src, dst, expected = big_files(tmp_path, 4)
     log = tmp_path / "run.log"
     with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, str(MAIN), "--once", "--workers", "1",
-             "--state", str(tmp_path / "s.sqlite"), f"folder:{src}", f"folder:{dst}"],
-            stdout=out, stderr=subprocess.STDOUT)
-        try:
-            wait_for(lambda: any(dst.glob(".filesync-*.tmp")), timeout=30,
-                     message="a copy in flight")
-            process.send_signal(signal.SIGINT)
-        finally:
-            process.wait(timeout=60)
+        status = signal_mid_copy(["--once", "--workers", "1", "--state",
+                                  str(tmp_path / "s.sqlite"), f"folder:{src}", f"folder:{dst}"],
+                                 dst, signal.SIGINT, out)
     text = log.read_text()
-    assert process.returncode == 1, text  # stopped before everything was identical
+    assert status == 1, text  # stopped before everything was identical
     assert "stopping" in text and "summary:" in text
     assert not list(dst.glob(".filesync-*.tmp")), "Ctrl+C must not leave temporary files"
     copied = list(dst.glob("big*.bin"))
     assert len(copied) < 4
     for path in copied:
-        assert digest(path) == expected
+        assert digest(path) == expected[path.name]

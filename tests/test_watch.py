@@ -14,6 +14,18 @@ def _actions(log: str) -> list[str]:
     return re.findall(r"^\S+ (?:copy|delete|mkdir|conflict) .*$", log, re.MULTILINE)
 
 
+def synced_pair(tmp_path: Path, watching, files: dict[str, str], *options: str):
+    """Folders a (holding ``files``) and b, watched, once the first round made them agree."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    for name, text in files.items():
+        write(a / name, text)
+    b.mkdir()
+    run = watching(*options, f"folder:{a}", f"folder:{b}")
+    wait_for(lambda: tree(a) == tree(b), message="first round")
+    run.wait_output("watching")
+    return a, b, run
+
+
 def test_changes_anywhere_reach_every_location(tmp_path, watching):
     a, b, c = (tmp_path / n for n in "abc")
     write(a / "start.txt", "s")
@@ -112,13 +124,7 @@ def test_sigterm_stops_cleanly_with_a_summary(tmp_path, watching):
 
 
 def test_an_emptied_mount_point_is_unavailable_in_watch_mode(tmp_path, watching):
-    a, b = tmp_path / "a", tmp_path / "b"
-    for i in range(3):
-        write(a / f"f{i}.txt", str(i))
-    b.mkdir()
-    run = watching(f"folder:{a}", f"folder:{b}")
-    wait_for(lambda: tree(a) == tree(b), message="first round")
-    run.wait_output("watching")
+    a, b, run = synced_pair(tmp_path, watching, {f"f{i}.txt": str(i) for i in range(3)})
     shutil.rmtree(b)  # the disk is unmounted: its mount point is an empty folder
     b.mkdir()
     run.wait_output("lost its marker")
@@ -128,13 +134,7 @@ def test_an_emptied_mount_point_is_unavailable_in_watch_mode(tmp_path, watching)
 
 
 def test_a_mass_deletion_stops_watch_mode(tmp_path, watching):
-    a, b = tmp_path / "a", tmp_path / "b"
-    for i in range(12):
-        write(a / f"f{i:02}.txt", str(i))
-    b.mkdir()
-    run = watching(f"folder:{a}", f"folder:{b}")
-    wait_for(lambda: tree(a) == tree(b), message="first round")
-    run.wait_output("watching")
+    a, b, run = synced_pair(tmp_path, watching, {f"f{i:02}.txt": str(i) for i in range(12)})
     for i in range(12):
         (a / f"f{i:02}.txt").unlink()
     wait_for(lambda: run.process.poll() is not None, message="the guard stopping the run")
@@ -144,13 +144,7 @@ def test_a_mass_deletion_stops_watch_mode(tmp_path, watching):
 
 
 def test_a_mass_deletion_in_several_batches_is_judged_as_one(tmp_path, watching):
-    a, b = tmp_path / "a", tmp_path / "b"
-    for i in range(12):
-        write(a / f"f{i:02}.txt", str(i))
-    b.mkdir()
-    run = watching(f"folder:{a}", f"folder:{b}")
-    wait_for(lambda: tree(a) == tree(b), message="first round")
-    run.wait_output("watching")
+    a, b, run = synced_pair(tmp_path, watching, {f"f{i:02}.txt": str(i) for i in range(12)})
     for i in range(6):  # fewer than ten: this batch alone passes the guard
         (a / f"f{i:02}.txt").unlink()
     wait_for(lambda: len(tree(b)) == 6, message="the first six deletions")
@@ -164,13 +158,8 @@ def test_a_mass_deletion_in_several_batches_is_judged_as_one(tmp_path, watching)
 
 
 def test_our_own_writes_are_not_reported_back(tmp_path, watching):
-    a, b = tmp_path / "a", tmp_path / "b"
-    for i in range(5):
-        write(a / "d" / f"f{i}.txt", str(i))
-    b.mkdir()
-    run = watching("-v", f"folder:{a}", f"folder:{b}")
-    wait_for(lambda: tree(a) == tree(b), message="first round")
-    run.wait_output("watching")
+    a, b, run = synced_pair(tmp_path, watching, {f"d/f{i}.txt": str(i) for i in range(5)},
+                            "-v")
     time.sleep(1.0)  # five scans: the first round's copies must not come back as changes
     assert "looking at" not in run.output()
     write(a / "d" / "f0.txt", "edited")
