@@ -90,11 +90,17 @@ def tree(root: Path) -> dict[str, str | None]:
 
 def wait_for(condition: Callable[[], object], timeout: float = 15.0,
              message: str = "condition") -> None:
-    """Poll ``condition`` until it is true; fail with ``message`` at the deadline."""
+    """Poll ``condition`` until it is true; fail with ``message`` at the deadline.
+
+    A file vanishing under the condition (the engine is moving things) counts as "not yet".
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if condition():
-            return
+        try:
+            if condition():
+                return
+        except FileNotFoundError:
+            pass  # a file vanished while the condition looked at a tree being synced
         time.sleep(0.05)
     raise AssertionError(f"timed out after {timeout} s waiting for {message}")
 
