@@ -14,16 +14,19 @@ from dataclasses import dataclass, field
 from filesync.excludes import Excludes
 from filesync.executor import Executor, Stats
 from filesync.guards import DeleteGuard, adopt_markers
-from filesync.locations.base import Entry, Listing, Location
+from filesync.locations.base import TEMP_NAME, Entry, Listing, Location
 from filesync.planner import Op, Plan, PlanInput, plan
 from filesync.result import Result
 from filesync.state import StateStore
+from filesync.versions import version_path
 from filesync.watcher import EventKind, Watcher, WatchEvent
 
 log = logging.getLogger("filesync")
 
 #: After the first event of a batch, wait this long for more before planning.
 BATCH_WINDOW = 0.2
+#: Another engine's temporary file untouched this long (seconds) is taken as abandoned.
+FOREIGN_TEMP_AGE = 24 * 3600.0
 
 
 @dataclass
@@ -67,6 +70,9 @@ class Engine:
                  stop: threading.Event) -> None:
         self.locations = {loc.key: loc for loc in locations}
         self.order = [loc.key for loc in locations]
+        owner = store.owner_id()
+        for location in locations:
+            location.owner = owner
         self.store = store
         self.options = options
         self.stop = stop
@@ -135,16 +141,42 @@ class Engine:
         return listings
 
     def _remove_stale_temps(self, listings: dict[str, Listing | None]) -> None:
-        """Delete temporary files a killed run left behind (never user files)."""
+        """Clean up temporary files a killed run left behind (never user files).
+
+        Our own (this sync set's id in the name) are deleted. Another engine's may be an
+        upload in flight, so they are left alone until a day old, then kept as a version
+        rather than deleted: a name is no proof of whose file it is.
+        """
         for key, listing in listings.items():
             if listing is None or self.options.dry_run:
                 continue
+            location = self.locations[key]
             for temp in listing.temps:
-                removed = self.locations[key].delete(temp)
-                if removed.ok:
-                    log.info("removed stale temporary file %s in %s", temp, key)
-                else:
-                    log.warning("%s", removed.message)
+                match = TEMP_NAME.match(temp.rpartition("/")[2])
+                if location.temps_locked or (match and match["owner"] == location.owner):
+                    removed = location.delete(temp)
+                    if removed.ok:
+                        log.info("removed stale temporary file %s in %s", temp, key)
+                    else:
+                        log.warning("%s", removed.message)
+                    continue
+                self._set_aside_foreign_temp(location, temp)
+
+    def _set_aside_foreign_temp(self, location: Location, temp: str) -> None:
+        found = location.stat(temp)
+        if not found.ok or found.value is None or found.value.is_dir:
+            return
+        age = time.time() - found.value.mtime_ns / 1e9
+        if age < FOREIGN_TEMP_AGE:
+            log.debug("%s in %s belongs to another filesync run; left alone", temp,
+                      location.display)
+            return
+        kept = location.rename(temp, version_path(temp, self.executor.moment))
+        if kept.ok:
+            log.info("kept the abandoned temporary file %s of another filesync run in %s as "
+                     "%s", temp, location.display, kept.value.path)
+        else:
+            log.warning("%s", kept.message)
 
     def make_plan(self, listings: dict[str, Listing | None],
                   paths: Iterable[str] | None = None) -> Plan:

@@ -161,6 +161,16 @@ class StateStore:
             self._keys[ident] = key
         return ident
 
+    def owner_id(self) -> str:
+        """The id (8 hex) of this sync set, written into its temporary file names; made once."""
+        row = self._db.execute("SELECT value FROM meta WHERE key='owner'").fetchone()
+        if row is not None:
+            return str(row[0])
+        owner = os.urandom(4).hex()
+        with self._transaction():
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES('owner', ?)", (owner,))
+        return owner
+
     # ----- per-location facts -------------------------------------------------------------
     def marker(self, location: str) -> str | None:
         """The marker id this location had when it was last synced, if any."""

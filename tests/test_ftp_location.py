@@ -189,12 +189,12 @@ def test_skipped_folders_temps_and_reserved_names(any_server: Served, open_ftp):
     assert location.prepare().ok
     _write(location, "keep/a.txt", b"a")
     _write(location, "skip/b.txt", b"b")
-    stale = any_server.root / "keep" / ".filesync-0123456789ab.tmp"
+    stale = any_server.root / "keep" / ".filesync-00000000-0123456789ab.tmp"
     stale.write_bytes(b"partial")
     any_server.own(stale)
     listing = location.scan(lambda path: path == "skip").unwrap()
     assert set(listing.entries) == {"keep", "keep/a.txt"}
-    assert listing.temps == ["keep/.filesync-0123456789ab.tmp"]
+    assert listing.temps == ["keep/.filesync-00000000-0123456789ab.tmp"]
     assert location.delete(listing.temps[0]).ok
     assert not stale.exists()
 
@@ -235,10 +235,10 @@ def test_servers_without_mlsd_are_listed_with_list_and_mdtm(pyftpd, open_ftp):
     assert location.prepare().ok
     entry = _write(location, "sub dir/ä b.txt", b"data")
     assert entry.mtime_ns == whole_seconds(T)
-    (server.root / "w" / "sub dir" / ".filesync-00000000000a.tmp").write_bytes(b"t")
+    (server.root / "w" / "sub dir" / ".filesync-00000000-00000000000a.tmp").write_bytes(b"t")
     listing = location.scan(lambda _path: False).unwrap()
     assert listing.entries == {"sub dir": Entry("sub dir", True), "sub dir/ä b.txt": entry}
-    assert listing.temps == ["sub dir/.filesync-00000000000a.tmp"]
+    assert listing.temps == ["sub dir/.filesync-00000000-00000000000a.tmp"]
     assert location.stat("sub dir/ä b.txt").unwrap() == entry
     assert location.stat("sub dir/none").unwrap() is None
     assert server.stats.commands["MDTM"] >= 1 and server.stats.commands["MLSD"] == 0

@@ -251,7 +251,7 @@ def test_a_target_changed_after_planning_is_not_clobbered(tmp_path):
 
 def test_stale_temporary_files_never_count_as_user_files(tmp_path, sync):
     a, b = setup_pair(tmp_path, sync, **{"f.txt": "f"})
-    write(b / ".filesync-abcdefabcdef.tmp", "half")
-    os.utime(b / ".filesync-abcdefabcdef.tmp", (T0, T0))
+    write(b / ".filesync-abcdefab-abcdefabcdef.tmp", "half")
+    os.utime(b / ".filesync-abcdefab-abcdefabcdef.tmp", (T0, T0))
     assert sync(f"folder:{a}", f"folder:{b}") == 0
     assert tree(a) == tree(b) == {"f.txt": "f"}

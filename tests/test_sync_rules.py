@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 import sqlite3
 from pathlib import Path
 
@@ -207,12 +208,16 @@ def test_copies_keep_mtime_and_leave_no_temporary_files(tmp_path, sync):
     assert not list(b.rglob(".filesync-*.tmp"))
 
 
-def test_stale_temporary_files_are_removed_and_never_synced(tmp_path, sync):
+def test_abandoned_temporary_files_are_set_aside_and_never_synced(tmp_path, sync):
     a, b = folders(tmp_path, "a", "b")
     write(a / "real.txt", "r")
-    stale = write(a / "sub" / ".filesync-0123456789ab.tmp", "partial")
+    stale = write(a / "sub" / ".filesync-00000000-0123456789ab.tmp", "partial")
+    old = time.time() - 2 * 86400
+    os.utime(stale, (old, old))
     assert sync(f"folder:{a}", f"folder:{b}") == 0
     assert not stale.exists()
+    kept = list((a / ".filesync" / "versions" / "sub").iterdir())
+    assert [p.read_text() for p in kept] == ["partial"]
     assert tree(b) == {"real.txt": "r", "sub": None}
 
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import re
+import secrets
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import BinaryIO, ClassVar, Protocol
 
@@ -15,8 +17,10 @@ from filesync.result import Err, Ok, Result
 
 #: Top-level folder every location reserves for filesync's own data; never synced.
 RESERVED_DIR = ".filesync"
-#: Temporary files are written as ``.filesync-<12 hex>.tmp`` beside their final name.
-TEMP_NAME = re.compile(r"^\.filesync-[0-9a-f]{12}\.tmp$")
+#: Temporary files are written as ``.filesync-<owner>-<12 hex>.tmp`` beside their final
+#: name; ``owner`` (8 hex) names the sync set that writes it (see ``Location.owner``), so a
+#: run can tell its own leftovers from another engine's in-flight upload.
+TEMP_NAME = re.compile(r"^\.filesync-(?P<owner>[0-9a-f]{8})-[0-9a-f]{12}\.tmp$")
 #: Marker file that proves a location is the one filesync synced before (not an empty mount).
 MARKER = f"{RESERVED_DIR}/marker"
 #: Copies move data in pieces of this size, so memory stays bounded for any file size.
@@ -33,12 +37,47 @@ class Readable(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """One file or directory as a location reports it (``path`` is relative, ``/``-separated)."""
+    """One file or directory as a location reports it (``path`` is relative, ``/``-separated).
+
+    ``mode`` holds the permission bits where the location knows them (0: unknown); it is
+    carried to copies but is not part of an entry's identity (a chmod alone is no change).
+    """
 
     path: str
     is_dir: bool
     size: int = 0
     mtime_ns: int = 0
+    mode: int = field(default=0, compare=False)
+
+
+class Unchecked(Enum):
+    """``Location.write(expect=ANY)``: replace whatever the path holds (no re-check)."""
+
+    ANY = "any"
+
+
+ANY = Unchecked.ANY
+
+
+def still_holds(found: Entry | None, expected: Entry | None) -> bool:
+    """True when ``found`` is still the entry a plan saw (``None``: nothing there)."""
+    if found is None or expected is None:
+        return found is expected
+    if found.is_dir or expected.is_dir:
+        return found.is_dir == expected.is_dir
+    return found.size == expected.size and found.mtime_ns == expected.mtime_ns
+
+
+def changed_since_planned(path: str, display: str) -> str:
+    """The message of a write or delete refused because the target changed meanwhile."""
+    return (f"{path!r} in {display} changed since the plan was made; it was left as it is "
+            "and will be looked at again")
+
+
+def temp_name(path: str, owner: str) -> str:
+    """A fresh temporary name beside ``path`` (same folder), written by ``owner``."""
+    parent = path.rpartition("/")[0]
+    return (parent + "/" if parent else "") + f".filesync-{owner}-{secrets.token_hex(6)}.tmp"
 
 
 @dataclass
@@ -53,6 +92,14 @@ class Listing:
     temps: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     blind: set[str] = field(default_factory=set)
+    #: Paths the scan saw but could not sync (links, unreadable folders, unsafe names),
+    #: with the reason; each is blind too. They keep the locations from being identical.
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    def skip(self, path: str, reason: str) -> None:
+        """Record ``path`` as seen but not synced: blind, and reported with ``reason``."""
+        self.blind.add(path)
+        self.skipped[path] = reason
 
     def sees(self, path: str) -> bool:
         """True when this listing can speak for ``path`` (neither it nor a parent is blind)."""
@@ -67,15 +114,23 @@ class Listing:
 
 #: Matches every path ``unsafe_reason`` objects to (one search instead of several checks).
 _MAYBE_UNSAFE = re.compile(r"(?:^|/)\.{0,2}(?:/|$)|[\\\x00]|^[A-Za-z]:")
+#: The same for names from a POSIX file system, where ``\\`` and ``a:`` are plain characters.
+_MAYBE_UNSAFE_POSIX = re.compile(r"(?:^|/)\.{0,2}(?:/|$)|\x00")
 
 
-def unsafe_reason(path: str) -> str | None:
-    """Why ``path`` may not be used as a relative name, or None when it is safe."""
+def unsafe_reason(path: str, posix: bool = False) -> str | None:
+    """Why ``path`` may not be used as a relative name, or None when it is safe.
+
+    Names from archives and servers (``posix=False``) may be written by other systems, so
+    a backslash or a drive letter is refused there; in a POSIX file name both are legal.
+    """
     if not path:
         return "empty name"
-    if path.startswith("/") or re.match(r"^[A-Za-z]:", path):
+    if path.startswith("/"):
         return "absolute path"
-    if "\\" in path:
+    if not posix and re.match(r"^[A-Za-z]:", path):
+        return "absolute path"
+    if not posix and "\\" in path:
         return "backslash in name"
     if "\x00" in path:
         return "NUL byte in name"
@@ -117,10 +172,18 @@ class Location(ABC):
     #: in parallel threads. Local backends are driven from one thread, which is faster
     #: for them (no contention for the interpreter lock).
     remote: ClassVar[bool] = False
+    #: True when every temporary file a listing reports is known to be abandoned (no
+    #: running filesync holds it, e.g. by a lock); otherwise only this sync set's own are.
+    temps_locked: ClassVar[bool] = False
+    #: True where names are POSIX file names (``\\`` and ``a:`` are ordinary characters).
+    posix_names: ClassVar[bool] = False
 
     def __init__(self, key: str, display: str) -> None:
         self.key = key
         self.display = display
+        #: Written into temporary names (``TEMP_NAME``). The engine sets one id per sync set
+        #: (kept in its state), so a later run recognises its own leftovers.
+        self.owner = secrets.token_hex(4)
         #: Set once the location's marker is known: from then on a listing or probe that
         #: does not find ``.filesync/marker`` fails (an unmounted disk is not an empty one).
         self.marker_id: str | None = None
@@ -184,6 +247,16 @@ class Location(ABC):
                        "it; if the location really was emptied, run again with --force")
         return Ok(None)
 
+    def name_problem(self, path: str) -> str | None:
+        """Why this location cannot hold a file or folder named ``path`` (None: it can).
+
+        Asked before anything is written, so a name the location would drop, mangle or
+        reject is refused and reported instead, and never read back as a deletion.
+        """
+        if TEMP_NAME.match(path.rpartition("/")[2]):
+            return "the name has the form of filesync's temporary files"
+        return None
+
     # ----- the core every backend implements --------------------------------------------
     @abstractmethod
     def scan(self, skip_dir: Callable[[str], bool]) -> Result[Listing]:
@@ -206,14 +279,19 @@ class Location(ABC):
 
     @abstractmethod
     def write(self, path: str, source: Readable, mtime_ns: int,
-              keep_old_as: str | None = None) -> Result[Entry]:
+              keep_old_as: str | None = None, expect: Entry | Unchecked | None = ANY,
+              mode: int = 0) -> Result[Entry]:
         """Atomically replace ``path`` with the bytes of ``source``, dated ``mtime_ns``.
 
         Missing parent directories are created. With ``keep_old_as``, the file the write
         replaces is moved there (a rename where the backend allows it) once the new
         content is complete and just before it takes the real name, so the old content
-        stays recoverable. Returns the entry as the location now reports it, so the next
-        scan does not mistake the write for a change.
+        stays recoverable. Unless ``expect`` is ``ANY``, the path is re-checked right
+        before it is replaced: if it no longer holds ``expect`` (``None``: nothing), the
+        new content is discarded and the result is an ``Err`` made by
+        ``changed_since_planned``. ``mode`` (permission bits, 0: unknown) is applied where
+        the backend keeps permissions. Returns the entry as the location now reports it,
+        so the next scan does not mistake the write for a change.
         """
 
     @abstractmethod
@@ -250,18 +328,23 @@ class Location(ABC):
             return marked
         listing = result.value
         kept: dict[str, Entry] = {}
-        maybe_unsafe = _MAYBE_UNSAFE.search
+        maybe_unsafe = (_MAYBE_UNSAFE_POSIX if self.posix_names else _MAYBE_UNSAFE).search
         for path, entry in listing.entries.items():
             if is_reserved(path) or (excludes and excludes.excluded(path, entry.is_dir)):
                 continue
             if maybe_unsafe(path):
-                reason = unsafe_reason(path)
+                reason = unsafe_reason(path, self.posix_names)
                 if reason:
-                    listing.warnings.append(
-                        f"skipping unsafe name {path!r} in {self.display}: {reason}")
+                    listing.skip(path, f"unsafe name ({reason})")
                     continue
             kept[path] = entry
         listing.entries = kept
+        for path, reason in sorted(listing.skipped.items()):
+            if excludes and (excludes.excluded(path, False) or excludes.excluded(path, True)):
+                del listing.skipped[path]
+                listing.blind.discard(path)
+                continue
+            listing.warnings.append(f"skipping {path!r} in {self.display}: {reason}")
         return Ok(listing)
 
     def list_reserved(self) -> Result[Listing]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import secrets
 import shutil
 import stat as st
 from collections.abc import Callable, Iterator
@@ -13,13 +12,18 @@ from pathlib import Path
 from typing import BinaryIO
 
 from filesync.locations.base import (
+    ANY,
     CHUNK_SIZE,
     TEMP_NAME,
     Entry,
     Listing,
     Location,
     Readable,
+    Unchecked,
+    changed_since_planned,
     parents_of,
+    still_holds,
+    temp_name,
 )
 from filesync.locations.spec import FolderSpec
 from filesync.result import Err, Ok, Result
@@ -31,6 +35,7 @@ class FolderLocation(Location):
     """A directory tree on a local file system; mtimes are exact (nanoseconds)."""
 
     kind = "folder"
+    posix_names = os.name == "posix"
 
     def __init__(self, spec: FolderSpec) -> None:
         super().__init__(spec.key, spec.display)
@@ -112,27 +117,21 @@ class FolderLocation(Location):
                             try:
                                 stack.append((rel + "/", os.scandir(item.path)))
                             except OSError as exc:
-                                listing.blind.add(rel)
-                                listing.warnings.append(str(self._fail("list", rel, exc).message))
+                                listing.skip(rel, _reason("cannot list the folder", exc))
                             continue
                         if item.is_file(follow_symlinks=False):
                             if TEMP_NAME.match(item.name):
                                 listing.temps.append(rel)
                                 continue
                             info = item.stat(follow_symlinks=False)
-                            entries[rel] = Entry(rel, False, info.st_size, info.st_mtime_ns)
+                            entries[rel] = Entry(rel, False, info.st_size, info.st_mtime_ns,
+                                                 st.S_IMODE(info.st_mode))
                         elif item.is_symlink():
-                            listing.blind.add(rel)
-                            listing.warnings.append(
-                                f"skipping symbolic link {rel!r} in {self.display}: links are "
-                                "not followed")
+                            listing.skip(rel, "a symbolic link (links are not followed)")
                         else:
-                            listing.blind.add(rel)
-                            listing.warnings.append(
-                                f"skipping {rel!r} in {self.display}: not a regular file")
+                            listing.skip(rel, "not a regular file")
                     except OSError as exc:
-                        listing.blind.add(rel)
-                        listing.warnings.append(self._fail("read", rel, exc).message)
+                        listing.skip(rel, _reason("cannot read it", exc))
         return Ok(listing)
 
     def stat(self, path: str) -> Result[Entry | None]:
@@ -146,7 +145,8 @@ class FolderLocation(Location):
         if st.S_ISDIR(info.st_mode):
             return Ok(Entry(path, True))
         if st.S_ISREG(info.st_mode):
-            return Ok(Entry(path, False, info.st_size, info.st_mtime_ns))
+            return Ok(Entry(path, False, info.st_size, info.st_mtime_ns,
+                            st.S_IMODE(info.st_mode)))
         return Err(f"{path!r} in {self.display} is a link or special file; it is not synced")
 
     # ----- reading and writing ------------------------------------------------------------
@@ -185,11 +185,14 @@ class FolderLocation(Location):
         return Ok(None)
 
     def write(self, path: str, source: Readable, mtime_ns: int,
-              keep_old_as: str | None = None) -> Result[Entry]:
+              keep_old_as: str | None = None, expect: Entry | Unchecked | None = ANY,
+              mode: int = 0) -> Result[Entry]:
         """Copy ``source`` into a temporary file beside ``path``, date it, rename it over.
 
         The replaced file is kept as ``keep_old_as`` by a hard link, so the real name never
-        disappears, even for a moment.
+        disappears, even for a moment. With ``expect`` the path is re-checked just before
+        the rename; a new file takes its name by a hard link, which fails rather than
+        replace a file that appeared meanwhile.
         """
         if keep_old_as is not None:
             kept_parents = self._ensure_parents(keep_old_as)
@@ -199,26 +202,42 @@ class FolderLocation(Location):
         if not parents.ok:
             return parents
         full = self._full(path)
-        temp = os.path.join(os.path.dirname(full), f".filesync-{secrets.token_hex(6)}.tmp")
-        mode = 0o666
-        if keep_old_as is not None:  # replacing a file: keep its permissions
+        temp = self._full(temp_name(path, self.owner))
+        create_mode = 0o666
+        if mode == 0 and keep_old_as is not None:  # source without permissions: keep these
             with contextlib.suppress(OSError):
                 mode = st.S_IMODE(os.lstat(full).st_mode)
         try:
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, mode)
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, create_mode)
         except OSError as exc:
             self._known_dirs.clear()
             return self._fail("write", path, exc)
         try:
             try:
                 _copy_to_fd(source, fd)
+                if mode:
+                    os.fchmod(fd, mode & 0o7777)
                 os.utime(fd, ns=(mtime_ns, mtime_ns))
                 info = os.fstat(fd)
             finally:
                 os.close(fd)
+            if expect is not ANY and not self._still(path, expect):
+                os.unlink(temp)
+                return Err(changed_since_planned(path, self.display))
             if keep_old_as is not None:
                 self._keep(full, self._full(keep_old_as))
-            os.replace(temp, full)
+            if expect is None:
+                try:
+                    os.link(temp, full, follow_symlinks=False)
+                except FileExistsError:
+                    os.unlink(temp)
+                    return Err(changed_since_planned(path, self.display))
+                except OSError:  # no hard links here: the check above has to do
+                    os.replace(temp, full)
+                else:
+                    os.unlink(temp)
+            else:
+                os.replace(temp, full)
         except BaseException as exc:
             # Never leave a partial file behind, whatever stopped the copy.
             with contextlib.suppress(OSError):
@@ -227,6 +246,10 @@ class FolderLocation(Location):
                 return self._fail("write", path, exc)
             raise
         return Ok(Entry(path, False, info.st_size, info.st_mtime_ns))
+
+    def _still(self, path: str, expect: Entry | None) -> bool:
+        found = self.stat(path)
+        return found.ok and still_holds(found.value, expect)
 
     @staticmethod
     def _keep(full: str, kept: str) -> None:
@@ -279,6 +302,10 @@ class FolderLocation(Location):
                 return Err(f"cannot delete folder {path!r} in {self.display}: it is not empty")
             return self._fail("delete folder", path, exc)
         return Ok(None)
+
+
+def _reason(what: str, exc: OSError) -> str:
+    return f"{what}: {exc.strerror or exc}"
 
 
 def _copy_to_fd(source: Readable, fd: int) -> None:

@@ -19,7 +19,6 @@ import logging
 import netrc
 import os
 import posixpath
-import secrets
 import socket
 import ssl
 import stat as st
@@ -31,13 +30,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO
 
 from filesync.locations.base import (
+    ANY,
     CHUNK_SIZE,
     TEMP_NAME,
     Entry,
     Listing,
     Location,
     Readable,
+    Unchecked,
     parents_of,
+    temp_name,
 )
 from filesync.locations.ftplisting import (
     DIR,
@@ -547,23 +549,18 @@ class FtpLocation(Location):
                     if TEMP_NAME.match(item.name):
                         listing.temps.append(path)
                     elif item.mtime_ns is None:
-                        listing.blind.add(path)
-                        listing.warnings.append(f"skipping {path!r} in {self.display}: the "
-                                                "server gives no modification time for it")
+                        listing.skip(path, "the server gives no modification time for it")
                     else:
                         listing.entries[path] = Entry(path, False, item.size, item.mtime_ns)
                 else:
-                    listing.blind.add(path)
-                    what = "symbolic link" if item.kind == LINK else "special file"
-                    listing.warnings.append(f"skipping {what} {path!r} in {self.display}: "
-                                            "only files and folders are synced")
+                    what = "a symbolic link" if item.kind == LINK else "a special file"
+                    listing.skip(path, f"{what} (only files and folders are synced)")
 
         def failed(folder: str, exc: BaseException) -> Err | None:
             refused = isinstance(exc, ftplib.Error) and not is_broken(exc)
             if folder and refused:
                 # Only this folder is unreadable: nothing is concluded about it.
-                listing.blind.add(folder)
-                listing.warnings.append(self._explain("list", folder, exc))
+                listing.skip(folder, self._explain("list", folder, exc))
                 return None
             if refused:
                 return Err(self._scrub(f"cannot list {self.display}: the server answered "
@@ -786,7 +783,8 @@ class FtpLocation(Location):
                                      f"{str(exc).strip()}") from None
 
     def write(self, path: str, source: Readable, mtime_ns: int,
-              keep_old_as: str | None = None) -> Result[Entry]:
+              keep_old_as: str | None = None, expect: Entry | Unchecked | None = ANY,
+              mode: int = 0) -> Result[Entry]:
         """Upload to a temporary name, check the size, date it, rename it into place.
 
         With ``keep_old_as`` the file being replaced is first renamed there; between the
@@ -796,8 +794,7 @@ class FtpLocation(Location):
             bad = self._bad_path(name)
             if bad:
                 return Err(f"cannot write {name!r} to {self.display}: {bad}")
-        parent = path.rpartition("/")[0]
-        temp = (parent + "/" if parent else "") + f".filesync-{secrets.token_hex(6)}.tmp"
+        temp = temp_name(path, self.owner)
         self._touch(path, keep_old_as or path)
         counted = _Counted(source)
         for attempt in (1, 2):

@@ -14,7 +14,6 @@ import io
 import logging
 import os
 import re
-import secrets
 import stat as st
 import threading
 import time
@@ -26,6 +25,7 @@ from typing import Any, BinaryIO, cast
 
 from filesync.locations import zipformat as zf
 from filesync.locations.base import (
+    ANY,
     CHUNK_SIZE,
     RESERVED_DIR,
     TEMP_NAME,
@@ -33,7 +33,9 @@ from filesync.locations.base import (
     Listing,
     Location,
     Readable,
+    Unchecked,
     parents_of,
+    temp_name,
     unsafe_reason,
 )
 from filesync.locations.spec import ZipSpec
@@ -163,8 +165,8 @@ class _Slot:
     and a batch needs only as many temporary files as it has writers.
     """
 
-    def __init__(self, folder: Path, live: set[str]) -> None:
-        self.name = f".filesync-{secrets.token_hex(6)}.tmp"
+    def __init__(self, folder: Path, live: set[str], owner: str) -> None:
+        self.name = temp_name("x", owner)
         self.path = folder / self.name
         self.live = live
         self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | _CLOEXEC, 0o600)
@@ -866,6 +868,7 @@ class ZipLocation(Location):
     batched = True
     #: Members written by other tools carry DOS times with 2 s steps.
     mtime_tolerance_ns = 2_000_000_000
+    temps_locked = True
 
     def __init__(self, spec: ZipSpec) -> None:
         super().__init__(spec.key, spec.display)
@@ -1031,7 +1034,7 @@ class ZipLocation(Location):
         local = zf.local_header(central)
         record = zf.central_record(central, 0)
         data = local + record + zf.end_records(1, len(local), len(record), b"")
-        temp = self.folder / f".filesync-{secrets.token_hex(6)}.tmp"
+        temp = self.folder / temp_name("x", self.owner)
         try:
             fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _CLOEXEC, 0o666)
             try:
@@ -1105,8 +1108,7 @@ class ZipLocation(Location):
         for path, problem in snapshot.blind.items():
             if hidden.get(path.rpartition("/")[0], False):
                 continue
-            listing.blind.add(path)
-            listing.warnings.append(f"skipping {path!r} in {self.display}: {problem}; it is "
+            listing.skip(path, f"{problem}; it is "
                                     "not synced and is kept in the archive as it is")
         for path in snapshot.duplicates:
             if not hidden.get(path.rpartition("/")[0], False):
@@ -1259,7 +1261,8 @@ class ZipLocation(Location):
                     batch.close()
 
     def write(self, path: str, source: Readable, mtime_ns: int,
-              keep_old_as: str | None = None) -> Result[Entry]:
+              keep_old_as: str | None = None, expect: Entry | Unchecked | None = ANY,
+              mode: int = 0) -> Result[Entry]:
         """Stage ``source`` as the new content of ``path``; it lands at ``end_batch``.
 
         With ``keep_old_as`` the member replaced is renamed there in the same rewrite, so
@@ -1275,7 +1278,8 @@ class ZipLocation(Location):
             holder = batch if batch is not None else own
             assert holder is not None
             try:
-                slot = holder.free.pop() if holder.free else _Slot(self.folder, self._live)
+                slot = (holder.free.pop() if holder.free
+                        else _Slot(self.folder, self._live, self.owner))
             except OSError as exc:
                 if own is not None:
                     own.close()
@@ -1418,7 +1422,7 @@ class ZipLocation(Location):
     def _rewrite(self, src: int, info: os.stat_result, directory: zf.Directory,
                  items: list[_Item]) -> None:
         """Write ``items`` to a temporary archive, check it, and rename it into place."""
-        temp = self.folder / f".filesync-{secrets.token_hex(6)}.tmp"
+        temp = self.folder / temp_name("x", self.owner)
         dst = os.open(temp, os.O_RDWR | os.O_CREAT | os.O_EXCL | _CLOEXEC,
                       st.S_IMODE(info.st_mode))
         self._live.add(temp.name)
