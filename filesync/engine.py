@@ -58,9 +58,14 @@ class RoundReport:
 
     @property
     def identical(self) -> bool:
-        """True when every location was reachable and nothing failed or stayed undecided."""
+        """True when the locations are known to be identical.
+
+        That is: every location was reachable and nothing failed, was skipped or stayed
+        undecided.
+        """
         return (all(v is not None for v in self.listings.values()) and not self.failures
-                and not self.plan.problems and not self.interrupted and not self.refused)
+                and not self.plan.problems and not self.interrupted and not self.refused
+                and not any(v.skipped for v in self.listings.values() if v is not None))
 
 
 class Engine:
@@ -185,7 +190,8 @@ class Engine:
         inputs = PlanInput(self.order, listings, state, self._tolerance, {},
                            None if paths is None else list(paths), self.options.one_way,
                            self.options.excludes.excluded if self.options.excludes else None,
-                           self.options.conflict)
+                           self.options.conflict,
+                           {key: loc.name_problem for key, loc in self.locations.items()})
         result = plan(inputs)
         if result.hash_requests:
             log.debug("comparing content of %d files by SHA-256", len(result.hash_requests))
@@ -203,12 +209,17 @@ class Engine:
             self._remove_stale_temps(listings)
         current_plan = self.make_plan(listings, paths)
         report = RoundReport(listings, current_plan)
+        skipped = {path for listing in listings.values() if listing is not None
+                   for path in listing.skipped}
+        skipped.update(path for _, path in current_plan.unholdable)
+        if paths is None:
+            self.stats.skipped = len(skipped)
         if self.options.dry_run:
             print_plan(current_plan)
             return report
         if not self.options.force:
             refusals = self.guard.problems(current_plan, self.store.file_counts(),
-                                           time.monotonic())
+                                           time.monotonic(), _file_counts(listings))
             for refusal in refusals:
                 log.error("%s", refusal)
             if refusals:
@@ -219,6 +230,7 @@ class Engine:
         self.guard.record(current_plan, time.monotonic())
         outcome = self.executor.apply(current_plan)
         self._acknowledge(self.executor.applied)
+        self._acknowledge(_recorded_holders(current_plan, listings))
         report.failures = len(outcome.failures)
         report.interrupted = outcome.interrupted
         if self.stats.conflict_copies > copies_before and not outcome.interrupted \
@@ -238,17 +250,26 @@ class Engine:
                 self._own_writes.setdefault(key, {}).update(entries)
 
     def stat_paths(self, paths: Sequence[str]) -> dict[str, Listing | None]:
-        """Fresh entries for ``paths`` at every location; failures make those paths blind."""
+        """Fresh entries for ``paths`` at every location; failures make those paths blind.
+
+        So do entries a location's watcher has not seen settle yet (a file still being
+        written there): they are left out of this round and revisited once stable.
+        """
         listings: dict[str, Listing | None] = {}
         for key, location in self.locations.items():
             listings[key] = None
             if not location.probe().ok:
                 continue  # its watcher reports the outage
             listing = Listing()
+            watcher = self._watchers.get(key)
             for path, result in location.stat_many(paths).items():
                 if not result.ok:
                     listing.blind.add(path)
                     log.debug("%s", result.message)
+                elif watcher is not None and not watcher.settled(path, result.value):
+                    listing.blind.add(path)
+                    log.debug("%s is still changing in %s; waiting for it to settle", path,
+                              location.display)
                 elif result.value is not None:
                     listing.entries[path] = result.value
             # Probe again: a root that vanished during the lookups made every path look absent.
@@ -302,6 +323,29 @@ class Engine:
             ordered = sorted(paths)
             log.debug("looking at %d changed paths", len(ordered))
             self.run_round(ordered, self.stat_paths(ordered))
+
+
+def _file_counts(listings: dict[str, Listing | None]) -> dict[str, int]:
+    """How many files each listed location holds now."""
+    return {key: sum(not entry.is_dir for entry in listing.entries.values())
+            for key, listing in listings.items() if listing is not None}
+
+
+def _recorded_holders(current: Plan, listings: dict[str, Listing | None]
+                      ) -> dict[str, dict[str, Entry | None]]:
+    """The entries the state now records as held without a write (for the watchers).
+
+    A watcher that learns of them reports their next change, a deletion included, even
+    if it never reported them itself.
+    """
+    held: dict[str, dict[str, Entry | None]] = {}
+    for decision in current.decisions:
+        for key in decision.holders:
+            listing = listings.get(key)
+            entry = listing.entries.get(decision.path) if listing is not None else None
+            if entry is not None:
+                held.setdefault(key, {})[decision.path] = entry
+    return held
 
 
 def location_labels(locations: Sequence[Location]) -> dict[str, str]:

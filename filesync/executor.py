@@ -7,12 +7,12 @@ import hashlib
 import itertools
 import logging
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
-from filesync.locations.base import Entry, Location
+from filesync.locations.base import Entry, Location, still_holds
 from filesync.planner import Action, Decision, Op, Plan, record_of
 from filesync.result import Err, Ok, Result
 from filesync.state import Record, StateStore
@@ -34,13 +34,15 @@ class Stats:
     bytes_moved: int = 0
     versions_kept: int = 0
     conflict_copies: int = 0
+    #: Paths seen but not synced in the last full round (links, unsafe or unholdable names).
+    skipped: int = 0
 
     def summary(self) -> str:
         """One line for the log."""
         return (f"{self.copied} copied, {self.deleted} deleted, {self.folders_made} folders "
                 f"made, {self.folders_removed} folders removed, {self.conflicts} conflicts, "
-                f"{self.errors} errors, {_size(self.bytes_moved)} moved, "
-                f"{self.versions_kept} old versions kept")
+                f"{self.errors} errors, {self.skipped} skipped, {_size(self.bytes_moved)} "
+                f"moved, {self.versions_kept} old versions kept")
 
 
 @dataclass
@@ -72,13 +74,17 @@ class _CheckedReader:
     """Wraps a source stream: counts, hashes, and stops on request or on a size mismatch.
 
     Backends read it to EOF before renaming their temporary file into place, so raising
-    here keeps a changed or interrupted copy from ever appearing under its real name.
+    here keeps a changed or interrupted copy from ever appearing under its real name. At
+    EOF, ``recheck`` (when given) looks at the source again: a file rewritten in place
+    during the copy keeps its size but not its mtime, and its torn copy must not land.
     """
 
-    def __init__(self, stream: BinaryIO, expected: int, stop: threading.Event) -> None:
+    def __init__(self, stream: BinaryIO, expected: int, stop: threading.Event,
+                 recheck: Callable[[], bool] | None = None) -> None:
         self._stream = stream
         self._expected = expected
         self._stop = stop
+        self._recheck = recheck
         self.count = 0
         self.digest = hashlib.sha256()
 
@@ -91,6 +97,12 @@ class _CheckedReader:
             raise SourceChangedError(
                 f"the source changed while being copied ({self.count} bytes read, "
                 f"{self._expected} expected); it will be copied again")
+        if not data and self._recheck is not None:
+            recheck, self._recheck = self._recheck, None
+            if not recheck():
+                raise SourceChangedError(
+                    "the source changed while being copied; the copy was discarded and it "
+                    "will be copied again once it stops changing")
         self.digest.update(data)
         return data
 
@@ -115,14 +127,6 @@ def _phase(action: Action) -> tuple[int, int]:
     """
     op, depth, _ = action.sort_key()
     return op, depth if action.op in (Op.RMDIR, Op.MKDIR) else 0
-
-
-def _same_entry(found: Entry | None, expected: Entry | None) -> bool:
-    if found is None or expected is None:
-        return found is expected
-    if found.is_dir or expected.is_dir:
-        return found.is_dir == expected.is_dir
-    return found.size == expected.size and found.mtime_ns == expected.mtime_ns
 
 
 class Executor:
@@ -359,7 +363,7 @@ class Executor:
         found = target.stat(action.path)
         if not found.ok:
             return found
-        if not _same_entry(found.value, action.expect):
+        if not still_holds(found.value, action.expect):
             return Err("changed since the plan was made; it will be looked at again")
         if action.op is Op.DELETE:
             kept = target.rename(action.path, self._kept_name(action))
@@ -378,12 +382,21 @@ class Executor:
         opened = source.open_read(action.path)
         if not opened.ok:
             return opened
-        reader = _CheckedReader(opened.value, expected.size, self.stop)
+        recheck = None
+        if not source.remote:
+            # A local file can be rewritten in place while it is read. (A remote source is
+            # not looked at again: that would need a second connection per transfer; its
+            # byte count is still checked.)
+            def recheck() -> bool:
+                found = source.stat(action.path)
+                return found.ok and still_holds(found.value, expected)
+        reader = _CheckedReader(opened.value, expected.size, self.stop, recheck)
         try:
             keep = None
             if action.expect is not None and not action.expect.is_dir:
                 keep = self._kept_name(action)
-            written = target.write(action.path, reader, expected.mtime_ns, keep_old_as=keep)
+            written = target.write(action.path, reader, expected.mtime_ns, keep_old_as=keep,
+                                   expect=action.expect, mode=expected.mode)
         finally:
             reader.close()
         if not written.ok:

@@ -116,15 +116,28 @@ class DeleteGuard:
             earlier[key] = earlier.get(key, 0) + count
         return earlier
 
-    def problems(self, plan: Plan, file_counts: Mapping[str, int], now: float) -> list[str]:
-        """Locations where the plan (with the last minute's deletions) deletes too much."""
+    def problems(self, plan: Plan, file_counts: Mapping[str, int], now: float,
+                 present: Mapping[str, int] | None = None) -> list[str]:
+        """Locations where the plan (with the last minute's deletions) deletes too much.
+
+        ``file_counts`` are the files each location held when last in sync; ``present``
+        the files each holds now. A location with no such record (a one-way sync's target
+        on its first run) is protected however few files it has: the deletions there were
+        never seen in sync, so the minimum of ``MASS_DELETE_MINIMUM`` does not apply.
+        """
         earlier = self._earlier(now)
+        present = present or {}
         problems = []
         for key, planned in sorted(_deletions(plan).items()):
             before = earlier.get(key, 0)
             count = planned + before
-            total = max(file_counts.get(key, 0) + before, count)
-            if count >= MASS_DELETE_MINIMUM and count * 100 > self.max_percent * total:
+            known = file_counts.get(key, 0)
+            total = max(known + before, count)
+            minimum = MASS_DELETE_MINIMUM
+            if known == 0:
+                total = max(present.get(key, 0), count)
+                minimum = 1
+            if count >= minimum and count * 100 > self.max_percent * total:
                 recent = f", {before} of them in the last minute" if before else ""
                 problems.append(
                     f"refusing to delete {count} of {total} files ({count * 100 // total}%"

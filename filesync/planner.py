@@ -66,6 +66,8 @@ class Plan:
     decisions: list[Decision] = field(default_factory=list)
     hash_requests: set[tuple[str, str]] = field(default_factory=set)
     problems: list[str] = field(default_factory=list)
+    #: (location, path) pairs left out because the location cannot hold the name.
+    unholdable: set[tuple[str, str]] = field(default_factory=set)
 
     def actions(self) -> list[Action]:
         """All actions of the plan, in the order they must run."""
@@ -92,6 +94,8 @@ class PlanInput:
     excluded: Callable[[str, bool], bool] | None = None
     #: ``newest`` (losers kept as versions), ``keep-both`` (and as visible copies), ``manual``.
     conflict_policy: str = "newest"
+    #: Per location: why it cannot hold a name (``Location.name_problem``), None if it can.
+    name_problems: Mapping[str, Callable[[str], str | None]] = field(default_factory=dict)
 
 
 _CURRENT, _BEHIND, _CHANGED = "current", "behind", "changed"
@@ -148,14 +152,35 @@ class _PathPlanner:
             known = self.version.sha256
         return known
 
+    def _known_gen(self, key: str) -> int | None:
+        """The generation ``key``'s entry is known to hold (it matches its record), or None."""
+        status = self.status.get(key)
+        if status == _CURRENT:
+            return self.gen
+        if status == _BEHIND:
+            return self.state.records[key].gen if key in self.state.records else None
+        return None
+
     def same(self, key_a: str, entry_a: Entry, key_b: str, entry_b: Entry) -> bool | None:
-        """Equal content? ``None`` when only hashes can tell (they are then requested)."""
+        """Equal content? ``None`` when only hashes can tell (they are then requested).
+
+        Clocks alone never prove that a location holds a newer version: an entry that still
+        matches its record holds the generation recorded, whatever its time says (coarse
+        ZIP and FTP clocks make an edit within a second look unchanged). Two entries are
+        taken as equal without reading them only when both are known to hold the same
+        generation, or both changed and carry the same size and exact mtime (the quick
+        check of rsync); anything else is decided by SHA-256.
+        """
         if entry_a.is_dir or entry_b.is_dir:
             return entry_a.is_dir == entry_b.is_dir
         if entry_a.size != entry_b.size:
             return False
-        tolerance = max(self.inputs.tolerance_ns[key_a], self.inputs.tolerance_ns[key_b])
-        if entry_a.size == 0 or abs(entry_a.mtime_ns - entry_b.mtime_ns) <= tolerance:
+        if entry_a.size == 0:
+            return True
+        gen_a, gen_b = self._known_gen(key_a), self._known_gen(key_b)
+        if gen_a is not None and gen_a == gen_b:
+            return True
+        if gen_a is None and gen_b is None and entry_a.mtime_ns == entry_b.mtime_ns:
             return True
         hash_a, hash_b = self._hash(key_a), self._hash(key_b)
         if hash_a is not None and hash_b is not None:
@@ -192,6 +217,7 @@ class _PathPlanner:
                 continue
             if entry is not None and entry.is_dir != winner.is_dir:
                 actions += self._delete_actions(key)
+                entry = None  # the delete above runs first: the target is then empty
             op = Op.MKDIR if winner.is_dir else Op.COPY
             actions.append(Action(op, self.path, key, entry, winner_key, winner,
                                   conflict=key in conflicts and entry is not None))
@@ -319,6 +345,9 @@ def plan(inputs: PlanInput) -> Plan:
                 continue
         if _in_sync(state, present, current, inputs.tolerance_ns):
             continue
+        present = _holdable(inputs, result, path, present, current)
+        if len(present) < 2:
+            continue
         planner = _PathPlanner(inputs, result, path, state, present, current)
         planner.classify()
         decision = planner.decide_one_way() if inputs.one_way else planner.decide_two_way()
@@ -326,6 +355,26 @@ def plan(inputs: PlanInput) -> Plan:
             result.decisions.append(decision)
     _keep_needed_folders(result, listings)
     return result
+
+
+def _holdable(inputs: PlanInput, result: Plan, path: str, present: list[str],
+              current: Mapping[str, Entry | None]) -> list[str]:
+    """Leave out the locations that lack ``path`` and cannot hold its name; report them.
+
+    Such a location is blind for the path: nothing is written there, and its absence
+    there is never read as a deletion.
+    """
+    kept = []
+    for key in present:
+        check = inputs.name_problems.get(key)
+        problem = check(path) if check is not None and current[key] is None else None
+        if problem is None:
+            kept.append(key)
+        else:
+            result.problems.append(f"{path!r} cannot be stored in {key}: {problem}; it is "
+                                   "left out there (nothing is deleted because of it)")
+            result.unholdable.add((key, path))
+    return kept
 
 
 def _in_sync(state: PathState, present: list[str], current: Mapping[str, Entry | None],

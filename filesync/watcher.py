@@ -53,7 +53,10 @@ class Watcher(threading.Thread):
         self._reported: dict[str, Entry] = dict(baseline or {})
         self._available = baseline is not None
         self._warned: set[str] = set()
-        # Guards _reported, which the engine updates with its own writes (acknowledge).
+        #: Paths the engine could not use yet because they were still changing here: they
+        #: are reported once settled, even if they end as they were reported before.
+        self._revisit: set[str] = set()
+        # Guards the scan state, which the engine reads and updates (acknowledge, settled).
         self._lock = threading.Lock()
 
     def run(self) -> None:
@@ -73,8 +76,22 @@ class Watcher(threading.Thread):
             for path, entry in entries.items():
                 if entry is None:
                     self._reported.pop(path, None)
+                    self._previous.pop(path, None)
                 else:
                     self._reported[path] = entry
+                    self._previous[path] = entry
+
+    def settled(self, path: str, entry: Entry | None) -> bool:
+        """True when the last scan saw ``path`` as ``entry`` (None: absent) already.
+
+        A file that is new or still changing since that scan is not settled (rule: stable
+        before propagating); it is then revisited, so it is reported once it settles.
+        """
+        with self._lock:
+            if not self._available or self._previous.get(path) == entry:
+                return True
+            self._revisit.add(path)
+            return False
 
     def scan_once(self) -> None:
         """One scan: diff against the previous one and queue what has settled."""
@@ -98,12 +115,13 @@ class Watcher(threading.Thread):
                 self.events.put(WatchEvent(key, EventKind.AVAILABLE))
                 return
             previous, reported = self._previous, self._reported
-            for path in _differences(reported, current):
+            for path in _differences(reported, current) + sorted(self._revisit):
                 now = current.get(path)
                 if previous.get(path) != now or not listing.sees(path):
                     continue  # still moving (or unseen): wait for the next scan
+                self._revisit.discard(path)
                 if now is None:
-                    del reported[path]
+                    reported.pop(path, None)
                 else:
                     reported[path] = now
                 self.events.put(WatchEvent(key, EventKind.CHANGED, path))

@@ -78,11 +78,65 @@ def test_same_size_other_mtime_asks_for_hashes_first():
     assert ops(other) == [("COPY", "x", A)]
 
 
-def test_tolerance_makes_coarse_clocks_equal():
-    result = plan(PlanInput([A, B], {A: listing(f("x", 4, 10_400_000_000)),
-                                     B: listing(f("x", 4, 10_000_000_000))},
-                            {}, {A: 0, B: 2_000_000_000}))
-    assert ops(result) == [] and result.hash_requests == set()
+def test_times_within_a_coarse_clock_tolerance_are_confirmed_by_hash():
+    inputs = PlanInput([A, B], {A: listing(f("x", 4, 10_400_000_000)),
+                                B: listing(f("x", 4, 10_000_000_000))},
+                       {}, {A: 0, B: 2_000_000_000})
+    assert plan(inputs).hash_requests == {(A, "x"), (B, "x")}
+    inputs.hashes = {(A, "x"): "h", (B, "x"): "h"}
+    assert ops(plan(inputs)) == []
+    inputs.hashes = {(A, "x"): "h", (B, "x"): "g"}
+    assert ops(plan(inputs)) == [("COPY", "x", B)]
+
+
+def test_a_location_still_holding_its_recorded_version_never_holds_a_newer_one():
+    # B (a coarse clock, 2 s) still holds generation 1 as recorded; A was edited again
+    # with the same size 0.5 s later. B's clock cannot tell; its record can.
+    old, new = 10_000_000_000, 10_500_000_000
+    state = {"x": PathState(Version(1, False, False, 4, old, "h1"),
+                            {A: Record(1, False, 4, old), B: Record(1, False, 4, old)})}
+    inputs = PlanInput([A, B], {A: listing(f("x", 4, new)), B: listing(f("x", 4, old))},
+                       state, {A: 0, B: 2_000_000_000})
+    assert plan(inputs).hash_requests == {(A, "x")}  # B's content is known: h1
+    inputs.hashes = {(A, "x"): "h2"}
+    result = plan(inputs)
+    assert ops(result) == [("COPY", "x", B)]
+    assert result.decisions[0].version.gen == 2
+
+
+def test_a_location_that_missed_a_version_is_not_taken_as_holding_it_by_its_clock():
+    state = {"x": PathState(Version(2, False, False, 4, 1_000_000_000, "h2"),
+                            {A: Record(2, False, 4, 1_000_000_000),
+                             B: Record(1, False, 4, 900_000_000)})}
+    inputs = PlanInput([A, B], {A: listing(f("x", 4, 1_000_000_000)),
+                                B: listing(f("x", 4, 900_000_000))},
+                       state, {A: 0, B: 2_000_000_000})
+    assert plan(inputs).hash_requests == {(B, "x")}
+    inputs.hashes = {(B, "x"): "h1"}
+    assert ops(plan(inputs)) == [("COPY", "x", B)]
+
+
+def test_a_name_a_location_cannot_hold_is_reported_and_never_a_deletion_there():
+    def no_tabs(path: str) -> str | None:
+        return "control character in name" if "\t" in path else None
+
+    state = {"a\tb": synced("a\tb", where=(A, B))}
+    inputs = PlanInput([A, B], {A: listing(f("a\tb"), f("new\tone")), B: listing()},
+                       state, TOL, name_problems={B: no_tabs})
+    result = plan(inputs)
+    assert ops(result) == []
+    assert (B, "new\tone") in result.unholdable and (B, "a\tb") in result.unholdable
+    assert any("cannot be stored in" in p and "control character" in p
+               for p in result.problems)
+
+
+def test_a_file_replaced_by_a_folder_is_applied_in_one_round():
+    state = {"x": synced("x", where=(A, B))}
+    result = plan(PlanInput([A, B], {A: listing(Entry("x", True)), B: listing(f("x"))},
+                            state, TOL))
+    assert ops(result) == [("DELETE", "x", B), ("MKDIR", "x", B)]
+    mkdir = [a for a in result.actions() if a.op is Op.MKDIR][0]
+    assert mkdir.expect is None  # after the delete before it, the target is empty
 
 
 def test_a_file_against_a_folder_is_a_problem_not_a_guess():
