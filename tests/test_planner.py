@@ -135,7 +135,7 @@ def test_a_file_replaced_by_a_folder_is_applied_in_one_round():
     result = plan(PlanInput([A, B], {A: listing(Entry("x", True)), B: listing(f("x"))},
                             state, TOL))
     assert ops(result) == [("DELETE", "x", B), ("MKDIR", "x", B)]
-    mkdir = [a for a in result.actions() if a.op is Op.MKDIR][0]
+    mkdir = next(a for a in result.actions() if a.op is Op.MKDIR)
     assert mkdir.expect is None  # after the delete before it, the target is empty
 
 
