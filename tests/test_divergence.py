@@ -168,10 +168,9 @@ def test_a_save_into_the_target_during_a_copy_is_never_clobbered(tmp_path):
 
 
 # ----- watch mode: only settled entries are used, everywhere -----------------------------------
-def test_watch_round_leaves_out_an_entry_still_changing_in_another_location(tmp_path):
-    a, b = tmp_path / "a", tmp_path / "b"
-    a.mkdir()
-    b.mkdir()
+def _watched_pair(tmp_path: Path, a: Path, b: Path
+                  ) -> tuple[Engine, dict[str, Watcher], queue.Queue[WatchEvent]]:
+    """An engine after its first round, with watchers the test scans by hand (no threads)."""
     locations: list[Location] = [FolderLocation(FolderSpec(a)), FolderLocation(FolderSpec(b))]
     engine = _engine(tmp_path, locations)
     first = engine.run_round()
@@ -180,7 +179,20 @@ def test_watch_round_leaves_out_an_entry_still_changing_in_another_location(tmp_
                                  dict(first.listings[loc.key].entries))  # type: ignore[union-attr]
                 for loc in locations}
     engine._watchers = watchers
-    key_a, key_b = (loc.key for loc in locations)
+    return engine, watchers, events
+
+
+def _drain(events: queue.Queue[WatchEvent]) -> list[WatchEvent]:
+    batch = _drain(events)
+    return batch
+
+
+def test_watch_round_leaves_out_an_entry_still_changing_in_another_location(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    engine, watchers, events = _watched_pair(tmp_path, a, b)
+    key_a, key_b = watchers
     # P is saved in a and settles there; in b an editor is still writing its own P.
     write(a / "p.txt", "settled in a", mtime=T0)
     watchers[key_a].scan_once()
@@ -194,9 +206,7 @@ def test_watch_round_leaves_out_an_entry_still_changing_in_another_location(tmp_
     (b / "p.txt").unlink()
     watchers[key_b].scan_once()
     watchers[key_b].scan_once()
-    batch = []
-    while not events.empty():
-        batch.append(events.get_nowait())
+    batch = _drain(events)
     assert WatchEvent(key_b, EventKind.CHANGED, "p.txt") in batch
     engine._handle(batch)
     assert tree(a) == tree(b) == {"p.txt": "settled in a"}
@@ -207,15 +217,8 @@ def test_a_holder_recorded_without_a_write_has_its_later_deletion_seen(tmp_path)
     a, b = tmp_path / "a", tmp_path / "b"
     write(a / "same.txt", "equal", mtime=T0)
     b.mkdir()
-    locations: list[Location] = [FolderLocation(FolderSpec(a)), FolderLocation(FolderSpec(b))]
-    engine = _engine(tmp_path, locations)
-    first = engine.run_round()
-    events: queue.Queue[WatchEvent] = queue.Queue()
-    watchers = {loc.key: Watcher(loc, engine.options.excludes, 1.0, events, engine.stop,
-                                 dict(first.listings[loc.key].entries))  # type: ignore[union-attr]
-                for loc in locations}
-    engine._watchers = watchers
-    key_a, key_b = (loc.key for loc in locations)
+    engine, watchers, events = _watched_pair(tmp_path, a, b)
+    key_a, key_b = watchers
     # The same content appears in both; only a's watcher has reported it so far.
     write(a / "twin.txt", "twin", mtime=T0 + 5)
     write(b / "twin.txt", "twin", mtime=T0 + 5)
@@ -226,9 +229,7 @@ def test_a_holder_recorded_without_a_write_has_its_later_deletion_seen(tmp_path)
     (b / "twin.txt").unlink()
     for _ in range(2):
         watchers[key_b].scan_once()
-    batch = []
-    while not events.empty():
-        batch.append(events.get_nowait())
+    batch = _drain(events)
     assert WatchEvent(key_b, EventKind.CHANGED, "twin.txt") in batch
     engine._handle(batch)
     assert not (a / "twin.txt").exists(), "the deletion in b reaches a"
