@@ -183,7 +183,9 @@ def _watched_pair(tmp_path: Path, a: Path, b: Path
 
 
 def _drain(events: queue.Queue[WatchEvent]) -> list[WatchEvent]:
-    batch = _drain(events)
+    batch = []
+    while not events.empty():
+        batch.append(events.get_nowait())
     return batch
 
 
