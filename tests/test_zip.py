@@ -338,10 +338,6 @@ def test_utc_times_survive_time_zones(archive, monkeypatch):
         time.tzset()
 
 
-def test_dos_times_have_a_two_second_tolerance():
-    assert location(Path("/tmp/x.zip")).mtime_tolerance_ns == 2 * SECOND
-
-
 def test_times_out_of_range_round_trip_through_scan(archive):
     loc = location(archive)
     for name, when in (("old.txt", -5 * SECOND), ("far.txt", 2**33 * SECOND)):

@@ -29,6 +29,37 @@ from filesync.locations.spec import FolderSpec
 from filesync.result import Err, Ok, Result
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+
+
+class NotRegularFileError(OSError):
+    """A path expected to be a regular file is a FIFO, device, socket or folder."""
+
+
+def open_regular(path: str | os.PathLike[str], follow: bool = False) -> int:
+    """Open a regular file for reading; anything else is refused, never waited on.
+
+    The open does not block (a FIFO put where a file was would otherwise wait forever
+    for a writer) and, unless ``follow``, does not follow a symlink at the name; the
+    descriptor is checked with ``fstat`` and then made blocking for normal reads.
+    Raises ``OSError`` (``NotRegularFileError`` for the wrong kind of file).
+    """
+    flags = os.O_RDONLY | _NONBLOCK | _CLOEXEC | (0 if follow else _NOFOLLOW)
+    fd = os.open(path, flags)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not st.S_ISREG(mode):
+            kind = ("a FIFO" if st.S_ISFIFO(mode) else "a folder" if st.S_ISDIR(mode)
+                    else "a device or socket")
+            raise NotRegularFileError(errno.EINVAL, f"not a regular file ({kind}); it is not "
+                                      "read. Put a regular file there, or exclude the path")
+        if _NONBLOCK:
+            os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 class FolderLocation(Location):
@@ -151,9 +182,9 @@ class FolderLocation(Location):
 
     # ----- reading and writing ------------------------------------------------------------
     def open_read(self, path: str) -> Result[BinaryIO]:
-        """Open the file without following a symlink at its name."""
+        """Open the file without following a symlink at its name; only a regular file."""
         try:
-            fd = os.open(self._full(path), os.O_RDONLY | _NOFOLLOW)
+            fd = open_regular(self._full(path))
         except OSError as exc:
             return self._fail("read", path, exc)
         return Ok(os.fdopen(fd, "rb", buffering=0))
@@ -245,7 +276,7 @@ class FolderLocation(Location):
             if isinstance(exc, OSError):
                 return self._fail("write", path, exc)
             raise
-        return Ok(Entry(path, False, info.st_size, info.st_mtime_ns))
+        return Ok(Entry(path, False, info.st_size, info.st_mtime_ns, st.S_IMODE(info.st_mode)))
 
     def _still(self, path: str, expect: Entry | None) -> bool:
         found = self.stat(path)
@@ -271,7 +302,7 @@ class FolderLocation(Location):
             info = os.lstat(self._full(new))
         except OSError as exc:
             return self._fail(f"move {old!r} to", new, exc)
-        return Ok(Entry(new, False, info.st_size, info.st_mtime_ns))
+        return Ok(Entry(new, False, info.st_size, info.st_mtime_ns, st.S_IMODE(info.st_mode)))
 
     def delete(self, path: str) -> Result[None]:
         """Remove one file (a missing one is fine)."""

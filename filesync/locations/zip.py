@@ -34,11 +34,15 @@ from filesync.locations.base import (
     Location,
     Readable,
     Unchecked,
+    changed_since_planned,
     parents_of,
+    still_holds,
     temp_name,
     unsafe_reason,
 )
+from filesync.locations.folder import open_regular
 from filesync.locations.spec import ZipSpec
+from filesync.locations.zipnames import zip_name_problem
 from filesync.result import Err, Ok, Result
 
 try:
@@ -85,7 +89,9 @@ def _in_use(path: str) -> bool:
     if fcntl is None:
         return False
     try:
-        fd = os.open(path, os.O_RDONLY | _CLOEXEC)
+        # Never wait on a FIFO or follow a link someone put under a temporary name.
+        fd = os.open(path, os.O_RDONLY | _CLOEXEC | getattr(os, "O_NONBLOCK", 0)
+                     | getattr(os, "O_NOFOLLOW", 0))
     except OSError:
         return False
     try:
@@ -145,7 +151,7 @@ def _start_writeback(fd: int, offset: int, length: int) -> None:
 def _fsync_folder(folder: Path) -> None:
     """Make a rename durable; some systems cannot open folders, which is fine there."""
     try:
-        fd = os.open(folder, os.O_RDONLY | _CLOEXEC)
+        fd = os.open(folder, os.O_RDONLY | _CLOEXEC | getattr(os, "O_DIRECTORY", 0))
     except OSError:
         return
     try:
@@ -276,8 +282,9 @@ class _Item:
     def entry(self) -> Entry:
         """The entry a scan reports for this member."""
         if self.is_dir:
-            return Entry(self.path, True)
-        return Entry(self.path, False, self.central.usize, self.mtime_ns)
+            return Entry(self.path, True, mode=zf.member_mode(self.central))
+        return Entry(self.path, False, self.central.usize, self.mtime_ns,
+                     zf.member_mode(self.central))
 
 
 def _item_of(member: zf.Member) -> _Item:
@@ -587,6 +594,9 @@ class _Batch:
     key: _Key | None = None
     slots: list[_Slot] = field(default_factory=list)
     free: list[_Slot] = field(default_factory=list)
+    #: Changes dropped because another program changed their member meanwhile (path ->
+    #: message); see ``ZipLocation.batch_refusals``.
+    refused: dict[str, str] = field(default_factory=dict)
 
     def close(self) -> None:
         """Remove the staging files."""
@@ -866,8 +876,8 @@ class ZipLocation(Location):
 
     kind = "zip"
     batched = True
-    #: Members written by other tools carry DOS times with 2 s steps.
-    mtime_tolerance_ns = 2_000_000_000
+    # No mtime tolerance: a member reports the same time on every scan (whole UTC seconds
+    # from 0x5455, else its DOS time), so the archive's own entries compare exactly.
     temps_locked = True
 
     def __init__(self, spec: ZipSpec) -> None:
@@ -881,6 +891,7 @@ class ZipLocation(Location):
         #: Names of this process's own temporary files beside the archive.
         self._live: set[str] = set()
         self._temp_stamp: int | None = None
+        self._refused: dict[str, str] = {}
         self._temp_names: list[str] = []
 
     def local_path(self) -> Path:
@@ -902,6 +913,10 @@ class ZipLocation(Location):
                    "concluded from it until it is back")
 
     # ----- reading the archive -------------------------------------------------------------
+    def _open_archive(self) -> int:
+        """Open the archive for reading; a FIFO or device there is refused, never waited on."""
+        return open_regular(self.path, follow=True)
+
     def _directory(self, fd: int, info: os.stat_result) -> zf.Directory:
         """The parsed directory of the archive open as ``fd`` (cached per version)."""
         key = _key(info)
@@ -933,7 +948,7 @@ class ZipLocation(Location):
             with self._cache_lock:
                 cached = self._cache
             if cached is None or cached.key != key:
-                fd = os.open(self.path, os.O_RDONLY | _CLOEXEC)
+                fd = self._open_archive()
                 try:
                     try:
                         self._directory(fd, os.fstat(fd))
@@ -965,9 +980,18 @@ class ZipLocation(Location):
         """The entries at ``paths`` now: from the batch being built, or the archive on disk."""
         with self._lock:
             batch = self._batch
-            looker: _View | _Snapshot | None = batch.view if batch is not None else None
-            if looker is not None:
-                return {path: self._looked(path, looker.look(path)) for path in paths}
+            if batch is not None and batch.view is not None:
+                try:
+                    view = self._batch_view(batch)
+                except FileNotFoundError:
+                    failed: Err = self._missing()
+                except zf.ZipFormatError as exc:
+                    failed = self._invalid(exc)
+                except OSError as exc:
+                    failed = self._fail("read", "", exc)
+                else:
+                    return {path: self._looked(path, view.look(path)) for path in paths}
+                return {path: failed for path in paths}
         snapshot = self._read_snapshot()
         if not snapshot.ok:
             return {path: snapshot for path in paths}
@@ -1002,7 +1026,7 @@ class ZipLocation(Location):
         if not st.S_ISREG(info.st_mode):
             return Err(f"{self.path} is not a regular file, so it cannot be a ZIP archive")
         try:
-            fd = os.open(self.path, os.O_RDONLY | _CLOEXEC)
+            fd = self._open_archive()
         except OSError as exc:
             return self._fail("read", "", exc)
         try:
@@ -1080,12 +1104,24 @@ class ZipLocation(Location):
         """Write every change of the batch in one new archive and rename it into place."""
         with self._lock:
             batch, self._batch = self._batch, None
+            self._refused = {}
             if batch is None:
                 return Ok(None)
             try:
                 return self._commit(batch) if batch.ops else Ok(None)
             finally:
+                self._refused = dict(batch.refused)
                 batch.close()
+
+    def batch_refusals(self) -> dict[str, str]:
+        """Changes of the last batch that did not land (path -> why), though staged fine.
+
+        Another program changed those members between the staging and the rewrite, so
+        their version was kept; the rest of the batch landed. The engine should count
+        them as failed, not record them as written.
+        """
+        with self._lock:
+            return dict(self._refused)
 
     # ----- listing -------------------------------------------------------------------------
     def scan(self, skip_dir: Callable[[str], bool]) -> Result[Listing]:
@@ -1161,7 +1197,7 @@ class ZipLocation(Location):
                                                        label)))
         for _attempt in range(_ATTEMPTS):
             try:
-                fd = os.open(self.path, os.O_RDONLY | _CLOEXEC)
+                fd = self._open_archive()
             except FileNotFoundError:
                 return self._missing()
             except OSError as exc:
@@ -1195,42 +1231,40 @@ class ZipLocation(Location):
         return Ok(item.member)
 
     # ----- changes -------------------------------------------------------------------------
-    def _name_problem(self, path: str) -> str | None:
-        reason = unsafe_reason(path)
-        if reason:
-            return f"unsafe name ({reason})"
-        if TEMP_NAME.match(path.rpartition("/")[2]):
-            return "the name is reserved for filesync's temporary files"
-        try:
-            zf.encode_name(path)
-        except UnicodeEncodeError:
-            return ("the name is not valid Unicode (a file name in another encoding), so a "
-                    "ZIP archive cannot store it faithfully; rename the file")
-        return None
+    def name_problem(self, path: str) -> str | None:
+        """Why the archive cannot hold ``path`` (see ``zip_name_problem``), or None."""
+        return super().name_problem(path) or zip_name_problem(path)
 
     def _batch_view(self, batch: _Batch) -> _View:
-        """The batch's view, built from the archive on disk at its first use."""
-        if batch.view is None:
-            for _attempt in range(_ATTEMPTS):
-                fd = os.open(self.path, os.O_RDONLY | _CLOEXEC)
-                try:
-                    info = os.fstat(fd)
-                    directory = self._directory(fd, info)
-                except _Retry:
-                    continue
-                finally:
-                    os.close(fd)
-                batch.view, batch.key = self._base_view(directory).copy(), _key(info)
-                break
-            else:
-                raise OSError(errno.EAGAIN, "the archive keeps changing while it is read")
-        assert batch.view is not None
-        return batch.view
+        """The archive as it is on disk now, with the batch's changes applied.
 
-    def _change(self, op: _Op, failed: str, own: _Batch | None = None) -> Result[Entry | None]:
+        Built at the batch's first use; when another program has changed the archive
+        since, the batch is applied again to the newer one (``_replay``), so re-checks
+        before a change always look at what is really there.
+        """
+        if batch.view is not None and batch.key == _key(os.stat(self.path)):
+            return batch.view
+        for _attempt in range(_ATTEMPTS):
+            fd = self._open_archive()
+            try:
+                info = os.fstat(fd)
+                directory = self._directory(fd, info)
+            except _Retry:
+                continue
+            finally:
+                os.close(fd)
+            batch.view = (self._base_view(directory).copy() if batch.view is None
+                          else self._replay(batch, directory))
+            batch.key = _key(info)
+            return batch.view
+        raise OSError(errno.EAGAIN, "the archive keeps changing while it is read")
+
+    def _change(self, op: _Op, failed: str, own: _Batch | None = None,
+                planned: Entry | Unchecked | None = ANY) -> Result[Entry | None]:
         """Apply ``op`` to the current batch, or as its own rewrite outside a batch.
 
-        ``failed`` starts the error message ("cannot delete 'x' in zip:...").
+        ``failed`` starts the error message ("cannot delete 'x' in zip:..."). Unless
+        ``planned`` is ``ANY``, ``op.path`` must still hold it (see ``still_holds``).
         """
         with self._lock:
             batch = self._batch if own is None else own
@@ -1240,6 +1274,8 @@ class ZipLocation(Location):
             try:
                 view = self._batch_view(batch)
                 expect = view.look(op.path)
+                if planned is not ANY and (expect[1] or not still_holds(expect[0], planned)):
+                    return Err(changed_since_planned(op.path, self.display))
                 expect_new = view.look(op.new) if op.new else (None, None)
                 entry, problem = _apply(view, op)
                 if problem:
@@ -1249,6 +1285,8 @@ class ZipLocation(Location):
                     committed = self._commit(batch)
                     if not committed.ok:
                         return committed
+                    if op.path in batch.refused:
+                        return Err(batch.refused[op.path])
                 return Ok(entry)
             except FileNotFoundError:
                 return self._missing()
@@ -1268,8 +1306,8 @@ class ZipLocation(Location):
         With ``keep_old_as`` the member replaced is renamed there in the same rewrite, so
         the archive never holds neither (or a partial) version.
         """
-        problem = self._name_problem(path) or (
-            self._name_problem(keep_old_as) if keep_old_as else None)
+        problem = self.name_problem(path) or (
+            self.name_problem(keep_old_as) if keep_old_as else None)
         if problem:
             return Err(f"cannot write {path!r} to {self.display}: {problem}")
         with self._lock:
@@ -1301,7 +1339,7 @@ class ZipLocation(Location):
             if own is not None:
                 own.close()
             raise
-        central = zf.new_central(path, False, mtime_ns, method, crc, csize, usize)
+        central = zf.new_central(path, False, mtime_ns, method, crc, csize, usize, mode)
         item = _Item(path, False, central, zf.member_mtime_ns(central), None, None, False,
                      _Staged(slot, offset))
         with self._lock:
@@ -1310,7 +1348,7 @@ class ZipLocation(Location):
                            "the file was read; it will be copied again")
             try:
                 result = self._change(_Op("put", path, (None, None), item, keep_old_as or ""),
-                                      f"cannot write {path!r} to {self.display}", own)
+                                      f"cannot write {path!r} to {self.display}", own, expect)
             finally:
                 if own is not None:
                     own.close()
@@ -1322,7 +1360,7 @@ class ZipLocation(Location):
 
     def rename(self, old: str, new: str) -> Result[Entry]:
         """Give a member another name, reusing its compressed bytes as they are."""
-        problem = self._name_problem(new)
+        problem = self.name_problem(new)
         if problem:
             return Err(f"cannot move {old!r} to {new!r} in {self.display}: {problem}")
         result = self._change(_Op("move", old, (None, None), new=new),
@@ -1355,7 +1393,7 @@ class ZipLocation(Location):
 
     def mkdir(self, path: str) -> Result[Entry]:
         """Add a folder member ``path/`` unless the folder exists already."""
-        problem = self._name_problem(path)
+        problem = self.name_problem(path)
         if problem:
             return Err(f"cannot create folder {path!r} in {self.display}: {problem}")
         result = self._change(_Op("mkdir", path, (None, None)),
@@ -1372,26 +1410,38 @@ class ZipLocation(Location):
 
     # ----- the rewrite ---------------------------------------------------------------------
     def _replay(self, batch: _Batch, directory: zf.Directory) -> _View:
-        """Apply the batch again to a newer archive, keeping changes made by others."""
+        """Apply the batch again to a newer archive, keeping changes made by others.
+
+        A change whose member (or target name) no longer looks as it did when the change
+        was staged is dropped and recorded in ``batch.refused``: the other program's
+        version stays, and the next round sees it as a change.
+        """
         view = self._base_view(directory).copy()
+        kept: list[_Op] = []
         for op in batch.ops:
             now = view.look(op.path)
             now_new = view.look(op.new) if op.new else (None, None)
             if now != op.expect or now_new != op.expect_new:
                 log.warning("%s in %s was changed by another program while filesync updated "
                             "the archive; that version is kept", op.path, self.display)
+                batch.refused[op.path] = changed_since_planned(op.path, self.display)
                 continue
             _, problem = _apply(view, op)
             if problem:
                 log.warning("cannot apply the change of %s to %s any more: %s", op.path,
                             self.display, problem)
+                batch.refused[op.path] = (f"cannot change {op.path!r} in {self.display} any "
+                                          f"more: {problem}; it will be looked at again")
+                continue
+            kept.append(op)
+        batch.ops = kept
         return view
 
     def _commit(self, batch: _Batch) -> Result[None]:
         """Write the batch as one new archive and rename it over the old one."""
         for _attempt in range(_ATTEMPTS):
             try:
-                src = os.open(self.path, os.O_RDONLY | _CLOEXEC)
+                src = self._open_archive()
             except FileNotFoundError:
                 return self._missing()
             except OSError as exc:

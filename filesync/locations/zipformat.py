@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import stat
 import struct
 import time
 import zlib
@@ -56,10 +57,11 @@ METHOD_NAMES = {1: "Shrink", 6: "Implode", 9: "Deflate64", 12: "bzip2", 14: "LZM
 LIMIT32 = 0xFFFFFFFF
 LIMIT16 = 0xFFFF
 #: "Made by" a Unix system, so other tools restore permissions from the external attributes.
-MADE_BY_UNIX = 3 << 8
+HOST_UNIX = 3
+MADE_BY_UNIX = HOST_UNIX << 8
 VERSION_DEFAULT, VERSION_ZIP64 = 20, 45
-FILE_ATTRIBUTES = 0o100644 << 16
-DIR_ATTRIBUTES = (0o40755 << 16) | 0x10
+#: Permissions of new members whose source did not say (as Info-ZIP under umask 022).
+FILE_MODE, DIR_MODE = 0o644, 0o755
 
 _MAX_TAIL = _END.size + LIMIT16
 _DOS_MIN = (1980, 1, 1, 0, 0, 0)
@@ -230,6 +232,20 @@ def _mtime(time_field: bytes | None, central: Central) -> int:
     return dos_to_ns(central.dos_date, central.dos_time)
 
 
+def unix_attributes(is_dir: bool, mode: int = 0) -> int:
+    """External attributes holding the Unix file type and ``mode`` (0: the default)."""
+    if is_dir:  # 0x10: the MS-DOS directory bit, which tools from other systems look at
+        return ((stat.S_IFDIR | (stat.S_IMODE(mode) or DIR_MODE)) << 16) | 0x10
+    return (stat.S_IFREG | (stat.S_IMODE(mode) or FILE_MODE)) << 16
+
+
+def member_mode(central: Central) -> int:
+    """The permission bits a member made on Unix carries; 0 for other systems."""
+    if central.made_by >> 8 != HOST_UNIX:
+        return 0
+    return stat.S_IMODE(central.external_attr >> 16)
+
+
 def member_problem(central: Central) -> str | None:
     """Why filesync cannot read a member's content, or None when it can."""
     if central.flags & (FLAG_ENCRYPTED | FLAG_STRONG_ENCRYPTION | FLAG_MASKED):
@@ -248,13 +264,18 @@ def time_extra(seconds: int) -> bytes:
 
 
 def new_central(name: str, is_dir: bool, mtime_ns: int, method: int, crc: int, csize: int,
-                usize: int) -> Central:
-    """The record of a member filesync writes itself (mtime kept at 1 s resolution)."""
+                usize: int, mode: int = 0) -> Central:
+    """The record of a member filesync writes itself (mtime kept at 1 s resolution).
+
+    The time is whole UTC seconds (0x5455) where that field can hold it, so the member
+    reads back as the same entry (``member_mtime_ns``) on every later scan; ``mode``
+    (0: the default) is stored as Unix permissions, as Info-ZIP does.
+    """
     raw, flags = encode_name(name + "/" if is_dir else name)
     seconds = mtime_ns // 1_000_000_000
     dos_date, dos_time = dos_datetime(seconds)
     return Central(raw, MADE_BY_UNIX | VERSION_DEFAULT, VERSION_DEFAULT, flags, method, dos_time,
-                   dos_date, crc, csize, usize, 0, DIR_ATTRIBUTES if is_dir else FILE_ATTRIBUTES,
+                   dos_date, crc, csize, usize, 0, unix_attributes(is_dir, mode),
                    time_extra(seconds), b"")
 
 
