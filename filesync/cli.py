@@ -5,27 +5,30 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import math
 import os
 import signal
+import sqlite3
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import IO
 
 from filesync import __version__
+from filesync.cli_input import check_group, prompt_locations
 from filesync.engine import Engine, Options
 from filesync.excludes import build_excludes, read_list_file
 from filesync.locations import Location, Settings, open_location, parse_location
-from filesync.locations.spec import LocationSpec, mask_secrets
+from filesync.locations.spec import mask_secrets
 from filesync.logsetup import setup_logging
 from filesync.result import Err, Ok, Result
-from filesync.state import StateStore, default_state_path
+from filesync.state import StateStore, default_state_path, failure_message
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-PROMPT = "Enter path (folder:/zip:/ftp: or [end]): "
+#: Ctrl+C at the location prompt, before anything was synced (128 + SIGINT, as shells do).
+EXIT_INTERRUPTED = 130
 
 log = logging.getLogger("filesync")
 
@@ -39,8 +42,26 @@ EPILOG = """\
 restore: python main.py restore LOCATION [PATH ...] [--at "YYYY-MM-DD[ HH:MM[:SS]]"] [--list]
 brings back kept versions (see python main.py restore --help).
 
-exit status (with --once): 0 every location ended identical; 1 some operations failed
-(each is logged; everything else was synced); 2 bad arguments or locations (nothing changed)."""
+exit status (with --once): 0 every location ended identical; 1 some operations failed,
+a location was unavailable, a conflict was left, the mass-delete guard refused the round, or
+the state file failed (each is logged; everything else was synced); 2 bad arguments or
+locations (nothing changed); 130 Ctrl+C at the location prompt (nothing changed)."""
+
+
+def _number(low: float, high: float, whole: bool = False) -> Callable[[str], float]:
+    """An argparse type: a finite number from ``low`` to ``high`` (a whole one if ``whole``)."""
+    def parse(text: str) -> float:
+        try:
+            value: float = int(text) if whole else float(text)
+        except ValueError:
+            kind = "a whole number" if whole else "a number"
+            raise argparse.ArgumentTypeError(f"{text!r} is not {kind}") from None
+        if not math.isfinite(value) or not low <= value <= high:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is out of range: give a number from {low:g} to {high:g}")
+        return value
+
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,8 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--once", action="store_true", help="sync once and exit")
     parser.add_argument("--dry-run", action="store_true",
                         help="print what would be done and change nothing (implies --once)")
-    parser.add_argument("--interval", type=float, default=2.0, metavar="SECONDS",
-                        help="how often watch mode scans each location (default: 2)")
+    parser.add_argument("--interval", type=_number(0.05, 86400), default=2.0,
+                        metavar="SECONDS",
+                        help="how often watch mode scans each location, 0.05 to 86400 "
+                             "(default: 2)")
     parser.add_argument("--state", metavar="PATH",
                         help="state file (default: one per set of locations under "
                              "$XDG_STATE_HOME/filesync or ~/.local/state/filesync)")
@@ -73,20 +96,23 @@ def build_parser() -> argparse.ArgumentParser:
                              "the others are kept as versions (newest, the default); also "
                              "as visible name.conflict-DATE-LOCATION.ext files (keep-both); "
                              "or leave the path alone until you resolve it (manual)")
-    parser.add_argument("--keep-versions", type=int, default=10, metavar="N",
+    parser.add_argument("--keep-versions", type=_number(0, 1_000_000, whole=True), default=10,
+                        metavar="N",
                         help="old versions kept per file in .filesync/versions (default: 10)")
-    parser.add_argument("--keep-days", type=float, default=30.0, metavar="D",
-                        help="delete kept versions older than D days (default: 30)")
-    parser.add_argument("--max-delete", type=float, default=50.0, metavar="PERCENT",
+    parser.add_argument("--keep-days", type=_number(0, 36525), default=30.0, metavar="D",
+                        help="delete kept versions older than D days, up to 36525 "
+                             "(default: 30)")
+    parser.add_argument("--max-delete", type=_number(0, 100), default=50.0, metavar="PERCENT",
                         help="refuse a round that would delete more than PERCENT of the "
                              "files of a location, if at least 10 (default: 50)")
     parser.add_argument("--force", action="store_true",
                         help="go ahead despite the mass-delete guard, and accept a location "
                              "that lost its marker as a new one")
-    parser.add_argument("--workers", type=int, default=4, metavar="N",
-                        help="parallel transfers (default: 4)")
-    parser.add_argument("--ftp-connections", type=int, default=4, metavar="N",
-                        help="most connections per FTP location (default: 4)")
+    parser.add_argument("--workers", type=_number(1, 64, whole=True), default=4, metavar="N",
+                        help="parallel transfers, 1 to 64 (default: 4)")
+    parser.add_argument("--ftp-connections", type=_number(1, 64, whole=True), default=4,
+                        metavar="N", help="most connections per FTP location, 1 to 64 "
+                                          "(default: 4)")
     parser.add_argument("--ca-file", metavar="FILE",
                         help="verify FTPS servers against the CA certificates in FILE")
     parser.add_argument("--insecure", action="store_true",
@@ -99,48 +125,6 @@ def build_parser() -> argparse.ArgumentParser:
                           help="log only warnings and errors")
     parser.add_argument("--version", action="version", version=f"filesync {__version__}")
     return parser
-
-
-def prompt_locations(ask: Callable[[str], str], out: IO[str]) -> list[LocationSpec]:
-    """Ask for locations until ``end`` or end of input; invalid ones are explained."""
-    specs: list[LocationSpec] = []
-    while True:
-        try:
-            answer = ask(PROMPT).strip()
-        except EOFError:
-            out.write("\n")
-            return specs
-        if answer.lower() in ("end", "[end]"):
-            return specs
-        if not answer:
-            continue
-        parsed = parse_location(answer)
-        if not parsed.ok:
-            out.write(f"not a valid location: {parsed.message}\n")
-            continue
-        if any(spec.key == parsed.value.key for spec in specs):
-            out.write(f"{parsed.value.display} was given already\n")
-            continue
-        specs.append(parsed.value)
-
-
-def check_group(locations: Sequence[Location]) -> Result[None]:
-    """Refuse the same location twice and one local location inside another."""
-    seen: dict[str, Location] = {}
-    for location in locations:
-        if location.key in seen:
-            return Err(f"{location.display} is given twice; list each location once")
-        seen[location.key] = location
-    local = [(loc, loc.local_path()) for loc in locations if loc.local_path() is not None]
-    for outer, outer_path in local:
-        for inner, inner_path in local:
-            if outer is inner or outer.kind != "folder":
-                continue
-            assert outer_path is not None and inner_path is not None
-            if inner_path == outer_path or outer_path in inner_path.parents:
-                return Err(f"{inner.display} is inside {outer.display}; a location inside "
-                           "another would be synced into itself; choose separate places")
-    return Ok(None)
 
 
 @contextlib.contextmanager
@@ -184,33 +168,8 @@ def _install_signal_handlers(stop: threading.Event) -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
-def _gather_specs(args: argparse.Namespace) -> Result[list[LocationSpec]]:
-    texts: list[str] = list(args.locations)
-    if args.file:
-        from_file = read_list_file(args.file, "location")
-        if not from_file.ok:
-            return from_file
-        texts += from_file.value
-    if not texts:
-        return Ok(prompt_locations(input, sys.stdout))
-    specs: list[LocationSpec] = []
-    for text in texts:
-        parsed = parse_location(text)
-        if not parsed.ok:
-            return Err(f"invalid location {mask_secrets(text)!r}: {parsed.message}")
-        specs.append(parsed.value)
-    return Ok(specs)
-
-
 def _options(args: argparse.Namespace) -> Result[Options]:
-    if args.interval <= 0:
-        return Err("--interval must be a positive number of seconds")
-    if args.workers < 1:
-        return Err("--workers must be at least 1")
-    if args.keep_versions < 0 or args.keep_days < 0:
-        return Err("--keep-versions and --keep-days cannot be negative")
-    if not 0 <= args.max_delete <= 100:
-        return Err("--max-delete is a percentage from 0 to 100")
+    """The engine's options; numbers were range-checked by the parser."""
     patterns: list[str] = list(args.exclude)
     for exclude_file in args.exclude_from:
         read = read_list_file(exclude_file, "exclude")
@@ -226,26 +185,28 @@ def _options(args: argparse.Namespace) -> Result[Options]:
                       max_delete=args.max_delete, force=args.force))
 
 
-def _prepare(args: argparse.Namespace) -> Result[tuple[list[Location], Options]]:
-    """Everything that can fail with exit 2; nothing anywhere is changed before it passes."""
-    options = _options(args)
-    if not options.ok:
-        return options
-    specs = _gather_specs(args)
-    if not specs.ok:
-        return specs
-    if len(specs.value) < 2:
-        return Err(f"at least two locations are needed, {len(specs.value)} given")
-    if args.ftp_connections < 1:
-        return Err("--ftp-connections must be at least 1")
-    settings = Settings(ftp_connections=args.ftp_connections, ca_file=args.ca_file,
-                        insecure_tls=args.insecure, interactive=sys.stdin.isatty())
+def _open_all(texts: Sequence[str], settings: Settings) -> Result[list[Location]]:
+    """Parse and open the given location strings (the prompt does it entry by entry)."""
+    if not texts:
+        return Ok(prompt_locations(input, sys.stdout, settings))
     locations: list[Location] = []
-    for spec in specs.value:
-        opened = open_location(spec, settings)
+    for text in texts:
+        parsed = parse_location(text)
+        opened = parsed if not parsed.ok else open_location(parsed.value, settings)
         if not opened.ok:
+            for location in locations:
+                location.close()
+            if not parsed.ok:
+                return Err(f"invalid location {mask_secrets(text)!r}: {parsed.message}")
             return opened
         locations.append(opened.value)
+    return Ok(locations)
+
+
+def _check_all(locations: Sequence[Location], options: Options) -> Result[None]:
+    """At least two, none inside another, each usable; a one-way source must exist."""
+    if len(locations) < 2:
+        return Err(f"at least two locations are needed, {len(locations)} given")
     grouped = check_group(locations)
     if not grouped.ok:
         return grouped
@@ -253,7 +214,39 @@ def _prepare(args: argparse.Namespace) -> Result[tuple[list[Location], Options]]
         checked = location.check()
         if not checked.ok:
             return checked
-    return Ok((locations, options.value))
+    source = locations[0].local_path()
+    if options.one_way and source is not None and not source.exists():
+        return Err(f"the source of --one-way, {locations[0].display}, does not exist; a "
+                   "source is never created (a misspelt one would empty the others): check "
+                   "the path")
+    return Ok(None)
+
+
+def _prepare(args: argparse.Namespace) -> Result[tuple[list[Location], Options]]:
+    """Everything that can fail with exit 2; nothing anywhere is changed before it passes.
+
+    ``KeyboardInterrupt`` at the prompt is passed on, with nothing left open.
+    """
+    options = _options(args)
+    if not options.ok:
+        return options
+    texts: list[str] = list(args.locations)
+    if args.file:
+        from_file = read_list_file(args.file, "location")
+        if not from_file.ok:
+            return from_file
+        texts += from_file.value
+    settings = Settings(ftp_connections=args.ftp_connections, ca_file=args.ca_file,
+                        insecure_tls=args.insecure, interactive=sys.stdin.isatty())
+    opened = _open_all(texts, settings)
+    if not opened.ok:
+        return opened
+    checked = _check_all(opened.value, options.value)
+    if not checked.ok:
+        for location in opened.value:
+            location.close()
+        return checked
+    return Ok((opened.value, options.value))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -264,20 +257,34 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         setup_logging(0, None)
         return restore.run(argv[1:], Settings(interactive=sys.stdin.isatty()))
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_intermixed_args(argv)
+    except SystemExit as exc:  # --help, --version, or a bad argument (already explained)
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     try:
         setup_logging(1 if args.verbose else -1 if args.quiet else 0, args.log)
     except OSError as exc:
         print(f"filesync: cannot open log file {args.log!r}: {exc.strerror or exc}",
               file=sys.stderr)
         return EXIT_USAGE
-    prepared = _prepare(args)
+    try:
+        prepared = _prepare(args)
+    except KeyboardInterrupt:
+        print(file=sys.stdout)
+        log.error("stopped at the prompt (Ctrl+C); nothing was synced")
+        return EXIT_INTERRUPTED
     if not prepared.ok:
         log.error("%s", prepared.message)
         return EXIT_USAGE
     locations, options = prepared.value
     keys = [loc.key for loc in locations]
     state_path = Path(os.path.expanduser(args.state)) if args.state else default_state_path(keys)
+    if state_path.is_dir():
+        log.error("--state %s is a folder; give the path of a state file (it is created when "
+                  "missing), e.g. %s", state_path, state_path / "filesync.sqlite")
+        for location in locations:
+            location.close()
+        return EXIT_USAGE
     try:
         with _state_lock(state_path) as locked:
             if not locked.ok:
@@ -292,7 +299,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(locations: list[Location], options: Options, state_path: Path, once: bool) -> int:
     opened = StateStore.open(state_path, [loc.key for loc in locations])
     if not opened.ok:
-        log.error("cannot use state file %s: %s", state_path, opened.message)
+        log.error("%s", opened.message)
         return EXIT_USAGE
     store, warning = opened.value
     if warning:
@@ -301,7 +308,8 @@ def _run(locations: list[Location], options: Options, state_path: Path, once: bo
         log.info("no earlier state for these locations: first run, the union is kept and "
                  "nothing is deleted")
     if not options.dry_run:
-        for location in locations:
+        # A one-way source is read only: never created or otherwise prepared.
+        for location in locations[1:] if options.one_way else locations:
             prepared = location.prepare()
             if not prepared.ok:
                 log.error("%s", prepared.message)
@@ -309,16 +317,22 @@ def _run(locations: list[Location], options: Options, state_path: Path, once: bo
                 return EXIT_USAGE
     stop = threading.Event()
     _install_signal_handlers(stop)
-    engine = Engine(locations, store, options, stop)
     started = time.monotonic()
+    engine: Engine | None = None
     try:
+        engine = Engine(locations, store, options, stop)
         engine.start()
         report = engine.run_round()
         if not once and not stop.is_set():
             engine.watch(report)
+    except sqlite3.Error as exc:
+        # Watchers are joined by then (watch() stops them on the way out).
+        log.error("%s", failure_message(state_path, exc))
+        return EXIT_FAILED
     finally:
-        store.close()
-        if not options.dry_run:
+        with contextlib.suppress(sqlite3.Error):
+            store.close()
+        if engine is not None and not options.dry_run:
             log.info("summary: %s in %.1f s", engine.stats.summary(), time.monotonic() - started)
     if engine.refused or (once and not report.identical):
         return EXIT_FAILED

@@ -1,9 +1,17 @@
-"""Console and file logging: colored on a terminal, plain otherwise."""
+"""Console and file logging: colored on a terminal, plain otherwise.
+
+Names that are not valid UTF-8 reach the log as strings with surrogate escapes; every
+output here writes them as backslash escapes (``backslashreplace``), never failing.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
+import os
 import sys
+from typing import IO
 
 _COLORS = {
     logging.DEBUG: "\033[2m",
@@ -30,8 +38,27 @@ class _ConsoleFormatter(logging.Formatter):
             return text
         color = _COLORS.get(record.levelno)
         if color is None:
-            color = _ACTION_COLORS.get(str(record.msg).split(" ", 1)[0], "")
+            color = _ACTION_COLORS.get(record.getMessage().split(" ", 1)[0], "")
         return f"{color}{text}{_RESET}" if color else text
+
+
+def use_color(stream: IO[str]) -> bool:
+    """Colour on a terminal, unless ``NO_COLOR`` is set to anything (https://no-color.org)."""
+    if os.environ.get("NO_COLOR"):
+        return False
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
+
+
+def forgiving(stream: IO[str]) -> IO[str]:
+    """``stream`` set to write unencodable characters as backslash escapes, never failing."""
+    if isinstance(stream, io.TextIOWrapper) and stream.errors != "backslashreplace":
+        # A detached or closed stream is left as it is.
+        with contextlib.suppress(ValueError, OSError):
+            stream.reconfigure(errors="backslashreplace")
+    return stream
 
 
 def setup_logging(verbosity: int, log_file: str | None) -> logging.Logger:
@@ -46,12 +73,13 @@ def setup_logging(verbosity: int, log_file: str | None) -> logging.Logger:
     logger.propagate = False
     level = {-1: logging.WARNING, 0: logging.INFO}.get(verbosity, logging.DEBUG)
     logger.setLevel(min(level, logging.INFO) if log_file else level)
-    console = logging.StreamHandler(sys.stderr)
+    forgiving(sys.stdout)
+    console = logging.StreamHandler(forgiving(sys.stderr))
     console.setLevel(level)
-    console.setFormatter(_ConsoleFormatter(sys.stderr.isatty()))
+    console.setFormatter(_ConsoleFormatter(use_color(sys.stderr)))
     logger.addHandler(console)
     if log_file:
-        handler = logging.FileHandler(log_file, encoding="utf-8")
+        handler = logging.FileHandler(log_file, encoding="utf-8", errors="backslashreplace")
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         logger.addHandler(handler)
     return logger

@@ -104,8 +104,14 @@ def _bring_back(location: Location, version: StoredVersion, now: dt.datetime) ->
 
 
 def run(argv: Sequence[str], settings: Settings) -> int:
-    """Run the restore command; returns the exit status (0, 1 some failed, 2 bad input)."""
-    args = build_parser().parse_args(argv)
+    """Run the restore command; returns the exit status (0, 1 some failed, 2 bad input).
+
+    Options and paths may come in any order (``restore LOCATION --list PATH``).
+    """
+    try:
+        args = build_parser().parse_intermixed_args(argv)
+    except SystemExit as exc:  # --help, or a bad argument (already explained)
+        return exc.code if isinstance(exc.code, int) else 2
     parsed = parse_location(args.location)
     if not parsed.ok:
         log.error("invalid location %r: %s", mask_secrets(args.location), parsed.message)

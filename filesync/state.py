@@ -19,6 +19,8 @@ from pathlib import Path
 from filesync.result import Err, Ok, Result
 
 SCHEMA_VERSION = "1"
+#: Starts a stored name that is not valid UTF-8 (see ``_store``); no real name holds a NUL.
+_ESCAPED = "\x00"
 #: Inside ``StateStore.batch()``, records are committed at least this often.
 BATCH_SECONDS = 0.1
 _SCHEMA = """
@@ -69,12 +71,70 @@ class PathState:
     records: dict[str, Record] = field(default_factory=dict)
 
 
+def _raw(text: str) -> bytes:
+    """The bytes behind ``text``: UTF-8, with file names' undecodable bytes given back."""
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a lone surrogate that is no escaped byte
+        return text.encode("utf-8", "surrogatepass")
+
+
+def _store(text: str) -> str:
+    """``text`` as it is stored: itself when it is valid UTF-8, else an escape.
+
+    Names that are not valid UTF-8 (Python gives them with surrogate escapes) are stored
+    as a NUL followed by the hex digits of their bytes (``p`` before the digits marks a
+    lone surrogate kept with ``surrogatepass``), so they come back unchanged. Ordinary names
+    are stored as they always were, so existing state files stay valid.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        try:
+            return _ESCAPED + text.encode("utf-8", "surrogateescape").hex()
+        except UnicodeEncodeError:
+            return _ESCAPED + "p" + text.encode("utf-8", "surrogatepass").hex()
+    return text
+
+
+def _load(stored: str) -> str:
+    """The name ``_store`` stored as ``stored``."""
+    if not stored.startswith(_ESCAPED):
+        return stored
+    if stored.startswith("p", 1):
+        return bytes.fromhex(stored[2:]).decode("utf-8", "surrogatepass")
+    return bytes.fromhex(stored[1:]).decode("utf-8", "surrogateescape")
+
+
 def default_state_path(location_keys: Sequence[str]) -> Path:
     """One state file per set of locations, named from their password-free keys."""
     base = os.environ.get("XDG_STATE_HOME") or os.path.join(
         os.path.expanduser("~"), ".local", "state")
-    digest = hashlib.sha256("\n".join(sorted(location_keys)).encode()).hexdigest()[:16]
+    digest = hashlib.sha256(_raw("\n".join(sorted(location_keys)))).hexdigest()[:16]
     return Path(base) / "filesync" / f"{digest}.sqlite"
+
+
+def is_damage(exc: sqlite3.Error) -> bool:
+    """True when ``exc`` says the database file itself is damaged (not full, locked, ...)."""
+    name = getattr(exc, "sqlite_errorname", "")
+    if name:
+        return name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB"))
+    text = str(exc).lower()
+    return "malformed" in text or "not a database" in text or "corrupt" in text
+
+
+def failure_message(path: Path, exc: sqlite3.Error) -> str:
+    """What to tell the user when the state file failed in the middle of a run."""
+    text = str(exc)
+    if getattr(exc, "sqlite_errorname", "") == "SQLITE_FULL" or "full" in text.lower():
+        return (f"cannot write the state file {path}: {text}; free space on its disk (or "
+                "choose another place with --state) and run again; what was applied so far "
+                "is kept and nothing is lost")
+    if is_damage(exc):
+        return (f"the state file {path} is damaged ({text}); run again: it is then moved "
+                "aside and that run is treated as a first run (nothing is deleted)")
+    return (f"the state file {path} failed: {text}; check its disk and permissions, then "
+            "run again (a damaged state file is moved aside at the next start)")
 
 
 class StateStore:
@@ -86,7 +146,7 @@ class StateStore:
         #: True when no earlier state was found: the engine then takes the union, deletes nothing.
         self.fresh = fresh
         self._ids: dict[str, int] = {
-            key: ident for ident, key in self._db.execute("SELECT id, key FROM locations")}
+            _load(key): ident for ident, key in self._db.execute("SELECT id, key FROM locations")}
         self._keys = {ident: key for key, ident in self._ids.items()}
         self._batch_started: float | None = None
 
@@ -102,8 +162,11 @@ class StateStore:
             return Err(f"cannot create the state folder {path.parent}: {exc.strerror or exc}")
         warning = ""
         existed = path.exists()
-        opened = cls._connect(path)
-        if not opened.ok and existed:
+        if existed and not path.is_file():
+            return Err(f"{path} is not a file (a folder?); give --state the path of a file, "
+                       "existing or new")
+        opened, damaged = cls._connect(path)
+        if not opened.ok and existed and damaged:
             aside = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
             try:
                 path.rename(aside)
@@ -116,21 +179,35 @@ class StateStore:
             warning = (f"state file {path} was unreadable ({opened.message}); it was moved to "
                        f"{aside.name} and this run is treated as a first run: nothing is deleted")
             existed = False
-            opened = cls._connect(path)
+            opened, _ = cls._connect(path)
         if not opened.ok:
-            return opened
+            return Err(f"cannot use the state file {path}: {opened.message}; check that its "
+                       "disk has free space and that it is writable, or choose another place "
+                       "with --state")
         db = opened.value
-        fresh = not existed or db.execute("SELECT COUNT(*) FROM versions").fetchone()[0] == 0
-        store = cls(db, path, fresh)
-        for key in location_keys:
-            store._location_id(key)
-        db.commit()
+        try:
+            fresh = not existed or db.execute("SELECT COUNT(*) FROM versions").fetchone()[0] == 0
+            store = cls(db, path, fresh)
+            for key in location_keys:
+                store._location_id(key)
+            db.commit()
+        except sqlite3.Error as exc:
+            db.close()
+            return Err(failure_message(path, exc))
         return Ok((store, warning))
 
     @staticmethod
-    def _connect(path: Path) -> Result[sqlite3.Connection]:
+    def _connect(path: Path) -> tuple[Result[sqlite3.Connection], bool]:
+        """Open and check the database; the flag says whether a failure means damage.
+
+        A full disk, a lock or missing permissions are not damage: such a file is left
+        where it is (moving it aside would lose a good state).
+        """
         try:
             db = sqlite3.connect(path, isolation_level=None, check_same_thread=True)
+        except sqlite3.Error as exc:
+            return Err(str(exc)), False
+        try:
             db.execute("PRAGMA journal_mode=WAL")
             # A killed process loses nothing committed; only a power cut could, which the
             # next run survives by treating unrecorded files as new (no deletions).
@@ -142,11 +219,17 @@ class StateStore:
             elif row[0] != SCHEMA_VERSION:
                 db.close()
                 return Err(f"state schema {row[0]} is not the one this filesync uses "
-                           f"({SCHEMA_VERSION})")
-            db.execute("SELECT COUNT(*) FROM records").fetchone()
+                           f"({SCHEMA_VERSION})"), True
+            # Damaged pages in the middle of the file would otherwise surface in the middle
+            # of a round; quick_check reads every page once (a second per ~100 MB).
+            problems = db.execute("PRAGMA quick_check(1)").fetchone()
+            if problems is None or problems[0] != "ok":
+                db.close()
+                return Err(f"the database is damaged ({problems[0] if problems else '?'})"), True
         except sqlite3.Error as exc:
-            return Err(str(exc))
-        return Ok(db)
+            db.close()
+            return Err(str(exc)), is_damage(exc)
+        return Ok(db), False
 
     def close(self) -> None:
         """Close the database."""
@@ -155,7 +238,7 @@ class StateStore:
     def _location_id(self, key: str) -> int:
         ident = self._ids.get(key)
         if ident is None:
-            cursor = self._db.execute("INSERT INTO locations(key) VALUES(?)", (key,))
+            cursor = self._db.execute("INSERT INTO locations(key) VALUES(?)", (_store(key),))
             ident = int(cursor.lastrowid or 0)
             self._ids[key] = ident
             self._keys[ident] = key
@@ -175,14 +258,14 @@ class StateStore:
     def marker(self, location: str) -> str | None:
         """The marker id this location had when it was last synced, if any."""
         row = self._db.execute("SELECT value FROM meta WHERE key=?",
-                               (f"marker:{location}",)).fetchone()
+                               (f"marker:{_store(location)}",)).fetchone()
         return row[0] if row else None
 
     def set_marker(self, location: str, marker: str) -> None:
         """Remember the marker id found (or written) in ``location``."""
         with self._transaction():
             self._db.execute("INSERT OR REPLACE INTO meta VALUES(?, ?)",
-                             (f"marker:{location}", marker))
+                             (f"marker:{_store(location)}", marker))
 
     def forget_location(self, location: str) -> None:
         """Drop every record of ``location``: it is treated as new (union, no deletions)."""
@@ -205,7 +288,7 @@ class StateStore:
             record_rows = self._db.execute("SELECT * FROM records")
             self._fill(states, version_rows, record_rows)
             return states
-        wanted = list(paths)
+        wanted = [_store(path) for path in paths]
         for start in range(0, len(wanted), 500):
             chunk = wanted[start:start + 500]
             marks = ",".join("?" * len(chunk))
@@ -217,10 +300,11 @@ class StateStore:
     def _fill(self, states: dict[str, PathState], version_rows: Iterable[tuple],
               record_rows: Iterable[tuple]) -> None:
         for path, gen, deleted, is_dir, size, mtime_ns, sha, conflict in version_rows:
-            states[path] = PathState(Version(gen, bool(deleted), bool(is_dir), size, mtime_ns, sha,
-                                             bool(conflict)))
+            states[_load(path)] = PathState(Version(gen, bool(deleted), bool(is_dir), size,
+                                                    mtime_ns, sha, bool(conflict)))
         keys = self._keys
-        for path, location, gen, is_dir, size, mtime_ns in record_rows:
+        for stored, location, gen, is_dir, size, mtime_ns in record_rows:
+            path = _load(stored)
             state = states.get(path)
             if state is None:
                 state = states[path] = PathState()
@@ -232,7 +316,7 @@ class StateStore:
         with self._transaction():
             self._db.execute(
                 "INSERT OR REPLACE INTO versions VALUES(?,?,?,?,?,?,?,?)",
-                (path, version.gen, int(version.deleted), int(version.is_dir), version.size,
+                (_store(path), version.gen, int(version.deleted), int(version.is_dir), version.size,
                  version.mtime_ns, version.sha256, int(version.conflict)))
             for key, record in holders.items():
                 self._put_record(path, key, record)
@@ -242,7 +326,7 @@ class StateStore:
         with self._transaction():
             if record is None:
                 self._db.execute("DELETE FROM records WHERE path=? AND location=?",
-                                 (path, self._location_id(location)))
+                                 (_store(path), self._location_id(location)))
             else:
                 self._put_record(path, location, record)
 
@@ -250,18 +334,19 @@ class StateStore:
         """Remember the content hash of a path's version, learnt while copying it."""
         with self._transaction():
             self._db.execute("UPDATE versions SET sha256=? WHERE path=? AND gen=?",
-                             (sha256, path, gen))
+                             (sha256, _store(path), gen))
 
     def forget_tombstone(self, path: str) -> None:
         """Drop a deleted path's version once no location keeps a record of it."""
         with self._transaction():
             self._db.execute(
                 "DELETE FROM versions WHERE path=? AND deleted=1 AND NOT EXISTS "
-                "(SELECT 1 FROM records WHERE records.path=versions.path)", (path,))
+                "(SELECT 1 FROM records WHERE records.path=versions.path)", (_store(path),))
 
     def _put_record(self, path: str, location: str, record: Record) -> None:
         self._db.execute("INSERT OR REPLACE INTO records VALUES(?,?,?,?,?,?)",
-                         (path, self._location_id(location), record.gen, int(record.is_dir),
+                         (_store(path), self._location_id(location), record.gen,
+                          int(record.is_dir),
                           record.size, record.mtime_ns))
 
     @contextlib.contextmanager
