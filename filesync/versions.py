@@ -3,6 +3,9 @@
 A version of ``docs/a.txt`` superseded (overwritten or deleted) by the round that started at
 2026-11-22 02:15:00.123456 UTC is ``.filesync/versions/docs/a.txt~20261122T021500.123456Z``.
 All versions one round keeps share its timestamp, so "undo the last round" is well defined.
+
+Where ``<name>~<stamp>`` would not fit a file name (255 bytes), the version is kept as
+``.filesync/versions/docs/~20261122T021500.123456Z/<name>`` instead; both forms are read.
 """
 
 from __future__ import annotations
@@ -20,7 +23,12 @@ log = logging.getLogger("filesync")
 
 VERSIONS_DIR = f"{RESERVED_DIR}/versions"
 _STAMP_FORMAT = "%Y%m%dT%H%M%S.%fZ"
-_VERSION_NAME = re.compile(r"^(?P<path>.+)~(?P<stamp>\d{8}T\d{6}\.\d{6}Z)$")
+_STAMP = r"\d{8}T\d{6}\.\d{6}Z"
+_VERSION_NAME = re.compile(rf"^(?P<path>.+)~(?P<stamp>{_STAMP})$")
+#: The form for names too long for ``<name>~<stamp>``: ``<folder>/~<stamp>/<name>``.
+_LONG_VERSION_NAME = re.compile(rf"^(?P<folder>(?:.+/)?)~(?P<stamp>{_STAMP})/(?P<name>[^/]+)$")
+#: The longest file name (one path component) common file systems allow, in bytes.
+NAME_MAX = 255
 
 
 @dataclass(frozen=True, order=True)
@@ -38,30 +46,76 @@ def stamp(moment: dt.datetime) -> str:
     return moment.astimezone(dt.timezone.utc).strftime(_STAMP_FORMAT)
 
 
+def _bytes(text: str) -> int:
+    """The length of a name on disk (undecodable bytes held as surrogate escapes count 1)."""
+    return len(text.encode("utf-8", "surrogateescape"))
+
+
+def _fits(name: str) -> bool:
+    return _bytes(name) <= NAME_MAX
+
+
 def version_path(path: str, moment: dt.datetime) -> str:
-    """Where the version of ``path`` superseded at ``moment`` is kept."""
-    return f"{VERSIONS_DIR}/{path}~{stamp(moment)}"
+    """Where the version of ``path`` superseded at ``moment`` is kept.
+
+    ``<path>~<stamp>``, or ``<folder>/~<stamp>/<name>`` when the first form's last part
+    would be longer than a file name may be.
+    """
+    when = stamp(moment)
+    folder, slash, name = path.rpartition("/")
+    if _fits(f"{name}~{when}"):
+        return f"{VERSIONS_DIR}/{path}~{when}"
+    return f"{VERSIONS_DIR}/{folder}{slash}~{when}/{name}"
+
+
+def _cut(text: str, limit: int) -> str:
+    """The longest start of ``text`` of at most ``limit`` bytes, in whole characters."""
+    if _bytes(text) <= limit:
+        return text
+    used = 0
+    for index, char in enumerate(text):
+        used += _bytes(char)
+        if used > limit:
+            return text[:index]
+    return text
 
 
 def conflict_path(path: str, moment: dt.datetime, label: str) -> str:
-    """The visible name of a losing edit: ``name.conflict-YYYYMMDD-HHMMSS-<label>.ext``."""
+    """The visible name of a losing edit: ``name.conflict-YYYYMMDD-HHMMSS-<label>.ext``.
+
+    A name that would not fit a file name is shortened: the stem first, then the label;
+    an extension longer than 32 bytes is treated as part of the stem.
+    """
     folder, slash, name = path.rpartition("/")
     stem, dot, ext = name.rpartition(".")
-    if not stem:  # no extension, or a dot file such as ".profile"
+    if not stem or _bytes(ext) > 32:  # no extension, a dot file (".profile"), or no real one
         stem, dot, ext = name, "", ""
     when = moment.astimezone(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
-    return f"{folder}{slash}{stem}.conflict-{when}-{label}{dot}{ext}"
+    marker = f".conflict-{when}-"
+    label = _cut(label, NAME_MAX - _bytes(marker + dot + ext) - 1)
+    stem = _cut(stem, NAME_MAX - _bytes(marker + label + dot + ext))
+    return f"{folder}{slash}{stem}{marker}{label}{dot}{ext}"
+
+
+def _moment(text: str) -> dt.datetime:
+    return dt.datetime.strptime(text, _STAMP_FORMAT).replace(tzinfo=dt.timezone.utc)
 
 
 def parse_version(stored_as: str, size: int) -> StoredVersion | None:
-    """Read a stored version's name back; ``None`` for anything else in the folder."""
+    """Read a stored version's name back (either form); ``None`` for anything else."""
     if not stored_as.startswith(VERSIONS_DIR + "/"):
         return None
-    match = _VERSION_NAME.match(stored_as[len(VERSIONS_DIR) + 1:])
+    rest = stored_as[len(VERSIONS_DIR) + 1:]
+    long = _LONG_VERSION_NAME.match(rest)
+    # The long form is only ever written for a name that does not fit the short one, so
+    # a user's folder that happens to be called "~<stamp>" is not mistaken for it.
+    if long is not None and not _fits(f"{long['name']}~{long['stamp']}"):
+        return StoredVersion(long["folder"] + long["name"], _moment(long["stamp"]), size,
+                             stored_as)
+    match = _VERSION_NAME.match(rest)
     if match is None:
         return None
-    moment = dt.datetime.strptime(match["stamp"], _STAMP_FORMAT).replace(tzinfo=dt.timezone.utc)
-    return StoredVersion(match["path"], moment, size, stored_as)
+    return StoredVersion(match["path"], _moment(match["stamp"]), size, stored_as)
 
 
 def list_versions(location: Location) -> Result[list[StoredVersion]]:
