@@ -139,9 +139,13 @@ def validate_pattern(pattern: str) -> Result[str]:
 
 
 def read_list_file(path: str, what: str) -> Result[list[str]]:
-    """Read a list file (locations, patterns): one item per line, blanks and ``#`` skipped."""
+    """Read a list file (locations, patterns): one item per line, blanks and ``#`` skipped.
+
+    The file is UTF-8; bytes that are not (a path in another encoding) are kept as the
+    file system's own undecodable names are, so such a path still names its folder.
+    """
     try:
-        text = Path(path).expanduser().read_text(encoding="utf-8")
+        text = Path(path).expanduser().read_text(encoding="utf-8", errors="surrogateescape")
     except (OSError, UnicodeDecodeError) as exc:
         return Err(f"cannot read {what} file {path!r}: {exc}")
     return Ok([line.strip() for line in text.splitlines()

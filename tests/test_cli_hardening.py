@@ -103,6 +103,18 @@ def test_a_location_folder_whose_path_is_not_utf8(tmp_path):
     assert tree(b) == {"f.txt": "f"}
 
 
+def test_a_location_file_may_name_a_path_that_is_not_utf8(tmp_path):
+    odd = os.path.join(os.fsencode(tmp_path), b"src\xe9")
+    os.mkdir(odd)
+    with open(os.path.join(odd, b"f.txt"), "wb") as handle:
+        handle.write(b"f")
+    listing = tmp_path / "paths.txt"
+    listing.write_bytes(b"folder:" + odd + b"\n" + os.fsencode(tmp_path / "b") + b"\n")
+    result = run_cli(tmp_path, "--once", "--file", str(listing))
+    assert result.returncode == 0, result.stderr
+    assert tree(tmp_path / "b") == {"f.txt": "f"}
+
+
 def test_undecodable_name_in_watch_mode(tmp_path, watching):
     a, b = tmp_path / "a", tmp_path / "b"
     write(a / "first.txt", "1")
