@@ -22,7 +22,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +39,8 @@ USER = "alice"
 #: Distinctive, so a test can search any output for it.
 PASSWORD = "Pw-7f3k9Zq2"
 PURE_FTPD = "/usr/sbin/pure-ftpd"
+#: Commands that move data over a data connection (``PyftpdServer.fail_data`` hits these).
+DATA_COMMANDS = frozenset({"RETR", "STOR", "APPE", "STOU", "LIST", "NLST", "MLSD"})
 
 # A handler of our own keeps pyftpdlib from configuring logging to stderr by itself.
 logging.getLogger("pyftpdlib").addHandler(logging.NullHandler())
@@ -132,6 +134,8 @@ class ServerStats:
     failed_logins: int = 0
     commands: Counter[str] = field(default_factory=Counter)
     dropped: bool = False
+    #: Replies given instead of serving the next data commands (one each, in order).
+    data_faults: deque[str] = field(default_factory=deque)
 
     def opened(self) -> None:
         with self.lock:
@@ -233,6 +237,17 @@ def _handler_class(stats: ServerStats, *, delay: float, tls: TlsFiles | None,
         def pre_process_command(self, line: str, cmd: str, arg: str) -> None:
             with stats.lock:
                 stats.commands[cmd] += 1
+                fault = (stats.data_faults.popleft()
+                         if cmd in DATA_COMMANDS and stats.data_faults else None)
+            if fault is not None:
+                # As a server whose data connection failed: the one opened is dropped.
+                if self.data_channel is not None:
+                    self.data_channel.close()
+                if self._dtp_acceptor is not None:
+                    self._dtp_acceptor.close()
+                    self._dtp_acceptor = None
+                self.respond(fault)
+                return
             super().pre_process_command(line, cmd, arg)
 
         def on_login(self, username: str) -> None:
@@ -348,6 +363,16 @@ class PyftpdServer:
         assert self._thread is not None
         self._thread.join(10)
         self._server = None
+
+    def fail_data(self, *replies: str) -> None:
+        """Answer the next data commands with ``replies`` (e.g. ``"425 ..."``), in order."""
+        with self.stats.lock:
+            self.stats.data_faults.extend(replies)
+
+    def data_faults_left(self) -> int:
+        """How many of the replies given to ``fail_data`` were not used yet."""
+        with self.stats.lock:
+            return len(self.stats.data_faults)
 
     def url(self, path: str = "", scheme: str | None = None, password: bool = True) -> str:
         """A location string for this server (``ftps`` when it runs TLS)."""

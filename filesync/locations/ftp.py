@@ -27,18 +27,21 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, TypeVar
 
 from filesync.locations.base import (
     ANY,
     CHUNK_SIZE,
+    RESERVED_DIR,
     TEMP_NAME,
     Entry,
     Listing,
     Location,
     Readable,
     Unchecked,
+    changed_since_planned,
     parents_of,
+    still_holds,
     temp_name,
 )
 from filesync.locations.ftplisting import (
@@ -54,6 +57,8 @@ from filesync.locations.ftplisting import (
     parse_mlst_reply,
     whole_seconds,
 )
+from filesync.locations.ftpnames import unsafe_command_argument, unsendable
+from filesync.locations.ftppaths import folders_leading_to, resolve, server_path
 from filesync.locations.ftppool import (
     KEEPALIVE_SECONDS,
     TIMEOUT_SECONDS,
@@ -71,6 +76,7 @@ from filesync.locations.ftppool import (
     is_broken,
     reply_code,
 )
+from filesync.locations.ftpretry import is_transient, retrying
 from filesync.locations.spec import FtpSpec
 from filesync.result import Err, Ok, Result
 
@@ -78,6 +84,8 @@ if TYPE_CHECKING:
     from filesync.locations import Settings
 
 log = logging.getLogger("filesync")
+
+T = TypeVar("T")
 
 #: An interrupted upload resumes only if the bytes the server lost are still in memory.
 RESUME_WINDOW = 16 << 20
@@ -127,6 +135,10 @@ class _SourceFailed(Exception):
         self.cause = cause
 
 
+class _Changed(Exception):
+    """The target of a write no longer holds what the plan saw; nothing was replaced."""
+
+
 class _Window:
     """The last bytes sent, so an upload can resume where the server's copy ends."""
 
@@ -170,6 +182,8 @@ class FtpLocation(Location):
         self._lock = threading.Lock()
         self._features: Features | None = None
         self._root: str | None = None
+        #: The server folder that holds ``.filesync/`` when ``?reserved=`` moved it.
+        self._reserved_root: str | None = None
         self._home = "/"
         self._known_dirs: set[str] = set()
         # Folders this batch created (MKD succeeded, so they were new and empty) and the
@@ -238,7 +252,7 @@ class FtpLocation(Location):
                         "the way could read the password and the files", self.display)
         self._root_ready = False
         try:
-            self._pool.run(self._ensure_root)
+            self._run(self._ensure_root)
             self._root_ready = True
         except LoginRefused as exc:
             return Err(self._scrub(str(exc)))
@@ -281,7 +295,7 @@ class FtpLocation(Location):
         """One round trip: the marker when there is one (it proves the root), else CWD."""
         if self.marker_id is None:
             try:
-                self._pool.run(lambda client: client.voidcmd("CWD " + self._remote("")))
+                self._run(lambda client: client.voidcmd("CWD " + self._remote("")))
             except (FtpFailure, ftplib.Error, OSError, EOFError) as exc:
                 return Err(self._explain("reach", "", exc))
         return self.check_marker()
@@ -380,11 +394,12 @@ class FtpLocation(Location):
             home = "/"
         if not home.startswith("/"):
             home = "/"
-        root = posixpath.normpath(posixpath.join(home, self.spec.path.lstrip("/")))
         with self._lock:
             self._features = features
             self._home = home
-            self._root = "/" if root == "//" else root
+            self._root = resolve(home, self.spec.path)
+            if self.spec.reserved is not None:
+                self._reserved_root = resolve(home, self.spec.reserved)
         log.debug("%s: login folder %s, root %s, %s", self.display, home, self._root, features)
 
     @property
@@ -393,11 +408,21 @@ class FtpLocation(Location):
         return self._features or Features()
 
     def _remote(self, path: str) -> str:
-        """The server path of the relative ``path`` (the root for "")."""
-        root = self._root or posixpath.normpath("/" + self.spec.path.lstrip("/"))
-        if not path:
-            return root
-        return root.rstrip("/") + "/" + path
+        """The server path of the relative ``path`` (the root for ""; see ``ftppaths``)."""
+        reserved = self.spec.reserved
+        return server_path(self._root or resolve("/", self.spec.path),
+                           None if reserved is None else self._reserved_root
+                           or resolve("/", reserved), path)
+
+    def _moved_reserved(self, path: str) -> bool:
+        """True for ``.filesync`` itself when ``?reserved=`` put it outside the root."""
+        return path == RESERVED_DIR and self.spec.reserved is not None
+
+    def _run(self, work: Callable[[Client], T]) -> T:
+        """``FtpPool.run`` that also waits out a server closing sessions (421) a few times."""
+        def closed_again(exc: BaseException) -> bool:
+            return is_transient(exc) and reply_code(exc) == "421"
+        return retrying(lambda: self._pool.run(work), self.display, closed_again)
 
     # ----- errors -------------------------------------------------------------------------
     def _scrub(self, text: str) -> str:
@@ -421,17 +446,23 @@ class FtpLocation(Location):
 
     @staticmethod
     def _bad_path(path: str) -> str | None:
-        if any(char in path for char in "\r\n\x00"):
-            return "line breaks cannot be sent to an FTP server"
-        try:
-            path.encode("utf-8")
-        except UnicodeEncodeError:
-            return "the name is not valid UTF-8"
-        return None
+        """Why ``path`` cannot even be named in a command (lookups, reads, deletes)."""
+        return unsafe_command_argument(path)
+
+    def name_problem(self, path: str) -> str | None:
+        """Refuse names FTP servers drop, rename or refuse (see ``ftpnames``)."""
+        problem = super().name_problem(path)
+        return problem if problem is not None else unsendable(path)
 
     # ----- listing ------------------------------------------------------------------------
     def _read_data(self, client: Client, command: str) -> list[str]:
-        """Run a listing command and return its lines (bytes that are not UTF-8 escaped)."""
+        """Run a listing command and return its lines (bytes that are not UTF-8 escaped).
+
+        A 425, 426 or 450 reply is retried (``ftpretry``).
+        """
+        return retrying(lambda: self._read_data_once(client, command), self.display)
+
+    def _read_data_once(self, client: Client, command: str) -> list[str]:
         conn, _ = client.ntransfercmd(command)
         try:
             chunks = []
@@ -522,7 +553,7 @@ class FtpLocation(Location):
         """List the tree, several directories at once; an unlistable subfolder is blind."""
         if self._root_ready is False:
             try:
-                self._pool.run(self._ensure_root)
+                self._run(self._ensure_root)
             except (FtpFailure, ftplib.Error, OSError, EOFError) as exc:
                 return Err(self._explain("reach", "", exc))
             self._root_ready = True
@@ -538,6 +569,11 @@ class FtpLocation(Location):
         def absorb(folder: str, items: list[RemoteItem], warnings: list[str]) -> None:
             listed.add(folder)
             listing.warnings.extend(warnings)
+            if not folder and self.spec.reserved is not None:
+                # ``.filesync`` is the reserved folder elsewhere, not one in the root.
+                items = [item for item in items if item.name != RESERVED_DIR]
+                if not skip_dir(RESERVED_DIR) and self._stat_path(RESERVED_DIR) is not None:
+                    items.append(RemoteItem(RESERVED_DIR, DIR))
             for item in items:
                 path = f"{folder}/{item.name}" if folder else item.name
                 if item.kind == DIR:
@@ -606,11 +642,17 @@ class FtpLocation(Location):
         return Ok(listing)
 
     def _list_path(self, path: str) -> tuple[list[RemoteItem], list[str]]:
-        return self._pool.run(lambda client: self._list_dir(client, path))
+        return self._run(lambda client: self._list_dir(client, path))
 
     # ----- stat ---------------------------------------------------------------------------
     def _stat_on(self, client: Client, path: str) -> RemoteItem | None:
         """The item at ``path`` (None when missing), with one MLST or a parent listing."""
+        if self._moved_reserved(path) and not self.features.mlsd:
+            try:
+                client.voidcmd("CWD " + self._remote(path))
+            except ftplib.error_perm:
+                return None
+            return RemoteItem(RESERVED_DIR, DIR)
         if self.features.mlsd:
             try:
                 reply = client.sendcmd("MLST " + self._remote(path))
@@ -665,7 +707,7 @@ class FtpLocation(Location):
         return self._entry(path, item)
 
     def _stat_path(self, path: str) -> RemoteItem | None:
-        return self._pool.run(lambda client: self._stat_on(client, path))
+        return self._run(lambda client: self._stat_on(client, path))
 
     def stat_many(self, paths: Iterable[str]) -> dict[str, Result[Entry | None]]:
         """Stat many paths: one listing per parent folder, folders in parallel."""
@@ -678,6 +720,8 @@ class FtpLocation(Location):
                 results[path] = Err(f"{path!r} cannot be used in {self.display}: {bad}")
             elif self._known_absent(path):
                 results[path] = Ok(None)
+            elif self._moved_reserved(path):
+                results[path] = self.stat(path)
             else:
                 groups.setdefault(path.rpartition("/")[0], []).append(path)
 
@@ -687,7 +731,7 @@ class FtpLocation(Location):
                     items = {path: self._stat_path(path) for path in members}
                 else:
                     names = [p.rpartition("/")[2] for p in members]
-                    found = self._pool.run(lambda c: self._items_of(c, parent, names))
+                    found = self._run(lambda c: self._items_of(c, parent, names))
                     items = {p: found[p.rpartition("/")[2]] for p in members}
             except (FtpFailure, ftplib.Error, OSError, EOFError) as exc:
                 message = self._explain("read", parent, exc)
@@ -736,6 +780,11 @@ class FtpLocation(Location):
             with self._lock:
                 if trust_known and folder in self._known_dirs:
                     continue
+            if self._moved_reserved(folder):
+                self._make_server_folder(client, self._remote(folder))
+                with self._lock:
+                    self._known_dirs.add(folder)
+                continue
             try:
                 client.voidcmd("MKD " + self._remote(folder))
             except ftplib.error_perm as exc:
@@ -764,15 +813,16 @@ class FtpLocation(Location):
 
     def _ensure_root(self, client: Client) -> None:
         """Create the root folder (and the folders leading to it) below the login folder."""
-        root = self._remote("")
+        self._make_server_folder(client, self._remote(""))
+
+    def _make_server_folder(self, client: Client, target: str) -> None:
+        """Create the server folder ``target`` and any missing folders leading to it."""
         try:
-            client.voidcmd("CWD " + root)
+            client.voidcmd("CWD " + target)
             return
         except ftplib.error_perm:
             pass
-        parts = [part for part in self.spec.path.strip("/").split("/") if part]
-        for count in range(1, len(parts) + 1):
-            folder = posixpath.join(self._home, *parts[:count])
+        for folder in folders_leading_to(self._home, target):
             try:
                 client.voidcmd("MKD " + folder)
             except ftplib.error_perm as exc:
@@ -791,30 +841,33 @@ class FtpLocation(Location):
         two renames the real name is briefly absent (FTP has no atomic exchange).
         """
         for name in (path, keep_old_as or path):
-            bad = self._bad_path(name)
+            bad = unsendable(name)
             if bad:
                 return Err(f"cannot write {name!r} to {self.display}: {bad}")
         temp = temp_name(path, self.owner)
         self._touch(path, keep_old_as or path)
         counted = _Counted(source)
-        for attempt in (1, 2):
-            try:
-                with self._pool.lease() as lease:
-                    entry = self._upload(lease, path, temp, counted, mtime_ns, keep_old_as)
-            except _SourceFailed as exc:
-                self._discard_temp(temp)
-                cause = exc.cause
-                reason = (cause.strerror if isinstance(cause, OSError) else None) or str(cause)
-                return Err(f"cannot write {path!r} to {self.display}: {reason}")
-            except (FtpFailure, ftplib.Error, OSError, EOFError) as exc:
-                if attempt == 1 and counted.count == 0 and _stale(exc):
-                    # An idle connection the server had dropped: nothing was sent yet.
-                    log.debug("connection to %s was dropped; retrying", self.display)
-                    continue
-                self._discard_temp(temp)
-                return Err(self._explain("write", path, exc))
-            return Ok(entry)
-        raise AssertionError("unreachable")
+
+        def attempt() -> Entry:
+            with self._pool.lease() as lease:
+                return self._upload(lease, path, temp, counted, mtime_ns, keep_old_as, expect)
+
+        def may_retry(exc: BaseException) -> bool:
+            # A connection the server had dropped (or closed, 421) while nothing was sent.
+            return counted.count == 0 and _stale(exc)
+
+        try:
+            return Ok(retrying(attempt, self.display, may_retry))
+        except _SourceFailed as exc:
+            self._discard_temp(temp)
+            cause = exc.cause
+            reason = (cause.strerror if isinstance(cause, OSError) else None) or str(cause)
+            return Err(f"cannot write {path!r} to {self.display}: {reason}")
+        except _Changed:
+            return Err(changed_since_planned(path, self.display))
+        except (FtpFailure, ftplib.Error, OSError, EOFError) as exc:
+            self._discard_temp(temp)
+            return Err(self._explain("write", path, exc))
 
     def _remove_temp(self, client: Client, temp: str) -> None:
         with contextlib.suppress(ftplib.error_perm, ftplib.error_temp):
@@ -823,29 +876,39 @@ class FtpLocation(Location):
     def _discard_temp(self, temp: str) -> None:
         """Remove a temporary file on a fresh connection, if the server lets us now."""
         try:
-            self._pool.run(lambda client: self._remove_temp(client, temp))
+            self._run(lambda client: self._remove_temp(client, temp))
         except (FtpFailure, ftplib.Error, OSError, EOFError) as exc:
             log.debug("cannot remove %s in %s yet (%s); the next full round will", temp,
                       self.display, exc)
 
-    def _upload(self, lease: Lease, path: str, temp: str, source: Readable,
-                mtime_ns: int, keep_old_as: str | None) -> Entry:
+    def _upload(self, lease: Lease, path: str, temp: str, source: Readable, mtime_ns: int,
+                keep_old_as: str | None, expect: Entry | Unchecked | None) -> Entry:
         parents = parents_of(path)
         self._ensure_dirs(lease.ftp, parents)
         remote_temp = self._remote(temp)
+
+        def store() -> socket.socket:
+            return lease.ftp.transfercmd("STOR " + remote_temp)
+
         try:
-            conn = lease.ftp.transfercmd("STOR " + remote_temp)
+            conn = retrying(store, self.display)
         except ftplib.error_perm:
             # A folder we believed in may have been removed since the last scan.
             self._forget_dirs()
             self._ensure_dirs(lease.ftp, parents, trust_known=False)
-            conn = lease.ftp.transfercmd("STOR " + remote_temp)
+            conn = retrying(store, self.display)
         sent = self._send(lease, conn, remote_temp, source)
         client = lease.ftp
         size = self._remote_size(client, remote_temp)
         if size is not None and size != sent:
             raise FtpFailure(f"the upload is incomplete ({size} of {sent} bytes arrived)")
         reported = self._set_time(client, remote_temp, mtime_ns)
+        if expect is not ANY:
+            # Last look before replacing: a file saved there during the upload stays.
+            found = self._entry(path, self._stat_now(client, path))
+            if not found.ok or not still_holds(found.value, expect):
+                self._remove_temp(client, temp)
+                raise _Changed(path)
         if keep_old_as is not None:
             self._keep_old(client, path, keep_old_as)
         reply = client.sendcmd("RNFR " + remote_temp)
@@ -863,6 +926,20 @@ class FtpLocation(Location):
             self._time_checked = True
             reported = told
         return Entry(path, False, sent, reported)
+
+    def _stat_now(self, client: Client, path: str) -> RemoteItem | None:
+        """``_stat_on`` without listing the parent folder where MDTM and SIZE can tell."""
+        if not self.features.mlsd and self.features.mdtm and self.features.size:
+            remote = self._remote(path)
+            try:
+                mtime = parse_ftp_time(client.sendcmd("MDTM " + remote)[4:].strip())
+                size = int(client.sendcmd("SIZE " + remote)[4:].strip())
+            except (ftplib.error_perm, ValueError):
+                pass  # no file there (nothing, or a folder): the listing tells which
+            else:
+                if mtime is not None:
+                    return RemoteItem(path.rpartition("/")[2], FILE, size, mtime)
+        return self._stat_on(client, path)
 
     def _keep_old(self, client: Client, path: str, kept: str) -> None:
         """Move the file about to be replaced to ``kept`` (nothing there is fine)."""
@@ -987,7 +1064,7 @@ class FtpLocation(Location):
     def rename(self, old: str, new: str) -> Result[Entry]:
         """Move a file on the server (RNFR/RNTO); missing parents of ``new`` are created."""
         for path in (old, new):
-            bad = self._bad_path(path)
+            bad = unsendable(path)
             if bad:
                 return Err(f"cannot move {path!r} in {self.display}: {bad}")
         self._touch(old, new)
@@ -1001,7 +1078,7 @@ class FtpLocation(Location):
             return self._stat_on(client, new)
 
         try:
-            item = self._pool.run(work)
+            item = self._run(work)
         except (FtpFailure, ftplib.Error, OSError, EOFError) as exc:
             return Err(self._explain(f"move {old!r} to", new, exc))
         if item is None or item.kind != FILE or item.mtime_ns is None:
@@ -1023,19 +1100,19 @@ class FtpLocation(Location):
                 if self._stat_on(client, path) is not None:
                     raise
         try:
-            self._pool.run(work)
+            self._run(work)
         except (FtpFailure, ftplib.Error, OSError, EOFError) as exc:
             return Err(self._explain("delete", path, exc))
         return Ok(None)
 
     def mkdir(self, path: str) -> Result[Entry]:
         """Create a folder and its missing parents."""
-        bad = self._bad_path(path)
+        bad = unsendable(path)
         if bad:
             return Err(f"cannot create folder {path!r} in {self.display}: {bad}")
         self._touch(path)
         try:
-            self._pool.run(lambda client: self._ensure_dirs(client, [*parents_of(path), path]))
+            self._run(lambda client: self._ensure_dirs(client, [*parents_of(path), path]))
         except (FtpFailure, ftplib.Error, OSError, EOFError) as exc:
             return Err(self._explain("create folder", path, exc))
         return Ok(Entry(path, True))
@@ -1060,7 +1137,7 @@ class FtpLocation(Location):
                                      f"answered {str(exc).strip()!r})") from None
                 raise
         try:
-            self._pool.run(work)
+            self._run(work)
         except (FtpFailure, ftplib.Error, OSError, EOFError) as exc:
             return Err(self._explain("delete folder", path, exc))
         return Ok(None)
@@ -1120,9 +1197,11 @@ class _Download(io.RawIOBase):
 
     def start(self) -> None:
         """Send RETR (with REST when resuming) and open the data connection."""
-        assert self._lease is not None
-        self._conn, _ = self._lease.ftp.ntransfercmd("RETR " + self._remote,
-                                                     rest=self._pos or None)
+        lease = self._lease
+        assert lease is not None
+        self._conn, _ = retrying(
+            lambda: lease.ftp.ntransfercmd("RETR " + self._remote, rest=self._pos or None),
+            self._location.display)
 
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
         while True:

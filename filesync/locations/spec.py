@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import posixpath
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +13,8 @@ from urllib.parse import unquote
 from filesync.result import Err, Ok, Result
 
 FORMS = ("folder:PATH", "zip:PATH", "ftp:USER:PASSWORD@HOST[:PORT]/PATH",
-         "ftp://USER:PASSWORD@HOST[:PORT]/PATH", "ftps://USER:PASSWORD@HOST[:PORT]/PATH",
+         "ftp://USER:PASSWORD@HOST[:PORT]/PATH[?reserved=PATH]",
+         "ftps://USER:PASSWORD@HOST[:PORT]/PATH[?reserved=PATH]",
          "a bare path (*.zip is a ZIP archive, anything else a folder)")
 _PREFIX = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
 
@@ -59,10 +61,17 @@ class FtpSpec:
     host: str
     port: int
     path: str
+    #: Where filesync keeps its own ``.filesync/`` data (marker, versions) on the server,
+    #: relative to the login folder like ``path``; None: inside the synced folder.
+    reserved: str | None = None
 
     @property
     def key(self) -> str:
-        """Identity without the password (state files and logs may show it)."""
+        """Identity without the password (state files and logs may show it).
+
+        ``reserved`` is not part of it: the key names the synced folder, whose state and
+        duplicates it identifies; where filesync keeps its versions does not change that.
+        """
         scheme = "ftps" if self.tls else "ftp"
         return f"{scheme}://{self.user}@{self.host}:{self.port}{self.path}"
 
@@ -85,11 +94,52 @@ def _local_path(raw: str, what: str) -> Result[Path]:
     return Ok(Path(os.path.realpath(os.path.abspath(expanded))))
 
 
+#: Options an FTP location string accepts after ``?``, with what each means.
+FTP_OPTIONS = {"reserved": "the folder for filesync's versions and marker "
+                           "(relative to the login folder)"}
+
+
+def _ftp_options(query: str, path: str, text: str) -> Result[str | None]:
+    """Read ``?reserved=PATH``; anything else is an error listing the valid options."""
+    valid = ", ".join(f"{name}=PATH ({meaning})" for name, meaning in FTP_OPTIONS.items())
+    reserved: str | None = None
+    for pair in filter(None, query.split("&")):
+        name, _, value = (unquote(part) for part in pair.partition("="))
+        if name not in FTP_OPTIONS:
+            return Err(f"{_mask(text)!r}: unknown option {name!r}; valid options: {valid}")
+        if reserved is not None:
+            return Err(f"{_mask(text)!r}: the option {name!r} is given twice")
+        if not value.strip("/"):
+            return Err(f"{_mask(text)!r}: reserved= needs a folder, e.g. ?reserved=private/"
+                       "filesync (relative to the login folder)")
+        reserved = "/" + value.strip("/")
+    if reserved is not None:
+        # Compare as resolved below any login folder (a deep one, so '..' stays inside).
+        home = "/login/folder/of/any/depth"
+        synced = posixpath.normpath(posixpath.join(home, path.lstrip("/")))
+        kept = posixpath.normpath(posixpath.join(home, reserved.lstrip("/")))
+        if kept == synced or kept.startswith(synced.rstrip("/") + "/"):
+            return Err(f"{_mask(text)!r}: the reserved folder {reserved!r} is inside the "
+                       f"synced folder {path!r}; give a folder outside it, e.g. beside it")
+        if synced.startswith(kept.rstrip("/") + "/"):
+            return Err(f"{_mask(text)!r}: the synced folder {path!r} is inside the reserved "
+                       f"folder {reserved!r}; give a folder outside it, e.g. beside it")
+    return Ok(reserved)
+
+
 def _parse_ftp(rest: str, tls: bool, text: str) -> Result[FtpSpec]:
     scheme = "ftps" if tls else "ftp"
-    example = f"{scheme}://user:password@host[:port]/path"
-    # The path starts at the first "/"; a "/" in a password must be written as %2F.
+    example = f"{scheme}://user:password@host[:port]/path[?reserved=path]"
+    # The path starts at the first "/"; a "/" in a password must be written as %2F. The
+    # options start at the first "?" after it (a "?" in a folder name is written %3F).
     authority, slash, path = rest.partition("/")
+    query = ""
+    if slash:
+        path, _, query = path.partition("?")
+    else:
+        before, at, host_part = authority.rpartition("@")
+        host_part, _, query = host_part.partition("?")
+        authority = before + at + host_part
     userinfo, at, hostport = authority.rpartition("@")
     if not at:
         userinfo, hostport = "", authority
@@ -109,13 +159,18 @@ def _parse_ftp(rest: str, tls: bool, text: str) -> Result[FtpSpec]:
         return Err(f"{_mask(text)!r}: port {port_text!r} is not a number from 1 to 65535")
     else:
         port = int(port_text)
+    folder = "/" + unquote(path).strip("/") if slash else "/"
+    reserved = _ftp_options(query, folder, text)
+    if not reserved.ok:
+        return reserved
     return Ok(FtpSpec(
         tls=tls,
         user=unquote(user) or "anonymous",
         password=unquote(password) if colon else None,
         host=host,
         port=port,
-        path="/" + unquote(path).strip("/") if slash else "/",
+        path=folder,
+        reserved=reserved.value,
     ))
 
 
