@@ -6,12 +6,12 @@ import calendar
 
 import pytest
 
-from filesync.locations.ftp import Features, _Window
 from filesync.locations.ftplisting import (
     DIR,
     FILE,
     LINK,
     OTHER,
+    Features,
     RemoteItem,
     format_ftp_time,
     name_problem,
@@ -21,6 +21,7 @@ from filesync.locations.ftplisting import (
     parse_mlst_reply,
     whole_seconds,
 )
+from filesync.locations.ftptransfer import Window
 
 STAMP = calendar.timegm((2024, 11, 22, 2, 25, 58, 0, 0, 0)) * 1_000_000_000
 
@@ -123,7 +124,7 @@ def test_feat_reply_is_parsed():
 
 
 def test_resume_window_keeps_only_the_last_bytes():
-    window = _Window(10)
+    window = Window(10)
     for piece in (b"0123", b"4567", b"89ab", b"cdef"):
         window.add(piece)
     assert window.end == 16

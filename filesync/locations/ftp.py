@@ -26,7 +26,6 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO, TypeVar
 
 from filesync.locations.base import (
@@ -48,6 +47,7 @@ from filesync.locations.ftplisting import (
     DIR,
     FILE,
     LINK,
+    Features,
     RemoteItem,
     format_ftp_time,
     name_problem,
@@ -77,6 +77,17 @@ from filesync.locations.ftppool import (
     reply_code,
 )
 from filesync.locations.ftpretry import is_transient, retrying
+from filesync.locations.ftptransfer import (
+    MAX_RESUMES,
+    RESUME_WINDOW,
+    Counted,
+    Download,
+    SourceFailed,
+    TargetChanged,
+    Window,
+    abort_upload,
+    stale,
+)
 from filesync.locations.spec import FtpSpec
 from filesync.result import Err, Ok, Result
 
@@ -87,82 +98,12 @@ log = logging.getLogger("filesync")
 
 T = TypeVar("T")
 
-#: An interrupted upload resumes only if the bytes the server lost are still in memory.
-RESUME_WINDOW = 16 << 20
-#: How often one transfer may resume after a dropped connection before giving up.
-MAX_RESUMES = 3
 #: Most threads one scan uses to list directories in parallel (each borrows a connection).
 MAX_LIST_THREADS = 8
 #: A scan lists on one connection until it has taken this long, then on several.
 PARALLEL_AFTER_SECONDS = 0.05
 #: User names that log in without a password (RFC 1635), as every FTP client does.
 _ANONYMOUS = ("anonymous", "ftp")
-
-
-@dataclass
-class Features:
-    """What the server offers, from FEAT (learnt at the first login)."""
-
-    mlsd: bool = False
-    mdtm: bool = False
-    size: bool = False
-    rest: bool = False
-    mfmt: bool = False
-    utf8: bool = False
-    #: False when the server has no FEAT: then MDTM, SIZE and REST are simply tried.
-    listed: bool = True
-
-    @classmethod
-    def parse(cls, reply: str) -> Features:
-        """Read a FEAT reply (``211-…`` lines, one feature per line)."""
-        names = {line.strip().split(" ")[0].upper() for line in reply.splitlines()[1:-1]}
-        rest = any(line.strip().upper().startswith("REST STREAM")
-                   for line in reply.splitlines())
-        return cls(mlsd="MLST" in names or "MLSD" in names, mdtm="MDTM" in names,
-                   size="SIZE" in names, rest=rest, mfmt="MFMT" in names, utf8="UTF8" in names)
-
-    @classmethod
-    def unknown(cls) -> Features:
-        """A server without FEAT (RFC 959 only): the common extensions may still work."""
-        return cls(mdtm=True, size=True, rest=True, listed=False)
-
-
-class _SourceFailed(Exception):
-    """Reading the source of an upload failed (it changed, or the user stopped)."""
-
-    def __init__(self, cause: BaseException) -> None:
-        super().__init__(str(cause))
-        self.cause = cause
-
-
-class _Changed(Exception):
-    """The target of a write no longer holds what the plan saw; nothing was replaced."""
-
-
-class _Window:
-    """The last bytes sent, so an upload can resume where the server's copy ends."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.end = 0
-        self._pieces: collections.deque[tuple[int, bytes]] = collections.deque()
-        self._held = 0
-
-    def add(self, data: bytes) -> None:
-        self._pieces.append((self.end, data))
-        self.end += len(data)
-        self._held += len(data)
-        while self._pieces and self._held - len(self._pieces[0][1]) >= self.limit:
-            self._held -= len(self._pieces.popleft()[1])
-
-    @property
-    def start(self) -> int:
-        return self._pieces[0][0] if self._pieces else self.end
-
-    def since(self, offset: int) -> bytes:
-        """The bytes from ``offset`` to the end (``offset`` must be >= ``start``)."""
-        return b"".join(data[max(0, offset - begin):] for begin, data in self._pieces
-                        if begin + len(data) > offset)
 
 
 class FtpLocation(Location):
@@ -598,6 +539,9 @@ class FtpLocation(Location):
                 # Only this folder is unreadable: nothing is concluded about it.
                 listing.skip(folder, self._explain("list", folder, exc))
                 return None
+            if refused and is_transient(exc):
+                return Err(self._scrub(f"cannot list {self.display}: the server kept "
+                                       f"answering {str(exc).strip()!r}; it will be retried"))
             if refused:
                 return Err(self._scrub(f"cannot list {self.display}: the server answered "
                                        f"{str(exc).strip()!r} (is the folder missing?)"))
@@ -758,12 +702,13 @@ class FtpLocation(Location):
             lease = self._pool.acquire()
         except (FtpFailure, OSError) as exc:
             return Err(self._explain("read", path, exc))
-        download = _Download(self, lease, path)
+        download = Download(lease, self._remote(path), self.display, self.features.rest,
+                            lambda exc: self._explain("read", path, exc))
         try:
             try:
                 download.start()
             except (ftplib.Error, OSError, EOFError) as exc:
-                if not _stale(exc):
+                if not stale(exc):
                     raise
                 lease.renew()  # an idle connection the server had dropped
                 download.start()
@@ -846,7 +791,7 @@ class FtpLocation(Location):
                 return Err(f"cannot write {name!r} to {self.display}: {bad}")
         temp = temp_name(path, self.owner)
         self._touch(path, keep_old_as or path)
-        counted = _Counted(source)
+        counted = Counted(source)
 
         def attempt() -> Entry:
             with self._pool.lease() as lease:
@@ -854,16 +799,16 @@ class FtpLocation(Location):
 
         def may_retry(exc: BaseException) -> bool:
             # A connection the server had dropped (or closed, 421) while nothing was sent.
-            return counted.count == 0 and _stale(exc)
+            return counted.count == 0 and stale(exc)
 
         try:
             return Ok(retrying(attempt, self.display, may_retry))
-        except _SourceFailed as exc:
+        except SourceFailed as exc:
             self._discard_temp(temp)
             cause = exc.cause
             reason = (cause.strerror if isinstance(cause, OSError) else None) or str(cause)
             return Err(f"cannot write {path!r} to {self.display}: {reason}")
-        except _Changed:
+        except TargetChanged:
             return Err(changed_since_planned(path, self.display))
         except (FtpFailure, ftplib.Error, OSError, EOFError) as exc:
             self._discard_temp(temp)
@@ -908,7 +853,7 @@ class FtpLocation(Location):
             found = self._entry(path, self._stat_now(client, path))
             if not found.ok or not still_holds(found.value, expect):
                 self._remove_temp(client, temp)
-                raise _Changed(path)
+                raise TargetChanged(path)
         if keep_old_as is not None:
             self._keep_old(client, path, keep_old_as)
         reply = client.sendcmd("RNFR " + remote_temp)
@@ -967,7 +912,7 @@ class FtpLocation(Location):
 
     def _send(self, lease: Lease, conn: socket.socket, remote: str, source: Readable) -> int:
         """Stream ``source`` into the open data connection; resume after a drop."""
-        window = _Window(RESUME_WINDOW)
+        window = Window(RESUME_WINDOW)
         resumes = 0
         done_reading = False
         while True:
@@ -976,7 +921,7 @@ class FtpLocation(Location):
                     try:
                         chunk = source.read(CHUNK_SIZE)
                     except Exception as exc:
-                        raise _SourceFailed(exc) from exc
+                        raise SourceFailed(exc) from exc
                     if not chunk:
                         done_reading = True
                         break
@@ -985,8 +930,8 @@ class FtpLocation(Location):
                 finish_data(conn)
                 lease.ftp.voidresp()
                 return window.end
-            except _SourceFailed:
-                _abort(lease, conn)
+            except SourceFailed:
+                abort_upload(lease, conn)
                 raise
             except (OSError, EOFError, ftplib.error_temp, ftplib.error_reply,
                     ftplib.error_proto) as exc:
@@ -999,7 +944,7 @@ class FtpLocation(Location):
                          self.display, self._scrub(str(exc) or type(exc).__name__))
                 conn = self._resume_upload(lease, remote, window)
 
-    def _resume_upload(self, lease: Lease, remote: str, window: _Window) -> socket.socket:
+    def _resume_upload(self, lease: Lease, remote: str, window: Window) -> socket.socket:
         client = lease.renew()
         have = self._remote_size(client, remote)
         if have is None or not window.start <= have <= window.end:
@@ -1141,116 +1086,3 @@ class FtpLocation(Location):
         except (FtpFailure, ftplib.Error, OSError, EOFError) as exc:
             return Err(self._explain("delete folder", path, exc))
         return Ok(None)
-
-
-def _stale(exc: BaseException) -> bool:
-    """A dropped connection (not a server that is down): worth one more try at once."""
-    return is_broken(exc) and not isinstance(exc, FtpFailure)
-
-
-class _Counted:
-    """Counts what is read from an upload's source: a retry is safe only before any byte."""
-
-    def __init__(self, source: Readable) -> None:
-        self._source = source
-        self.count = 0
-
-    def read(self, size: int = -1) -> bytes:
-        data = self._source.read(size)
-        self.count += len(data)
-        return data
-
-
-def _abort(lease: Lease, conn: socket.socket) -> None:
-    """Stop an upload in flight; the connection is kept only if the server answers sanely."""
-    with contextlib.suppress(OSError):
-        conn.close()
-    client = lease.client
-    if client is None:
-        return
-    try:
-        client.voidresp()
-    except ftplib.error_temp as exc:
-        lease.broken = reply_code(exc) == "421"
-    except ftplib.error_perm:
-        pass
-    except (OSError, EOFError, ftplib.Error):
-        lease.broken = True
-
-
-class _Download(io.RawIOBase):
-    """A RETR stream that holds one pooled connection and resumes after a drop."""
-
-    def __init__(self, location: FtpLocation, lease: Lease, path: str) -> None:
-        super().__init__()
-        self._location = location
-        self._lease: Lease | None = lease
-        self._remote = location._remote(path)
-        self._path = path
-        self._conn: socket.socket | None = None
-        self._pos = 0
-        self._resumes = 0
-        self._finished = False
-
-    def readable(self) -> bool:
-        return True
-
-    def start(self) -> None:
-        """Send RETR (with REST when resuming) and open the data connection."""
-        lease = self._lease
-        assert lease is not None
-        self._conn, _ = retrying(
-            lambda: lease.ftp.ntransfercmd("RETR " + self._remote, rest=self._pos or None),
-            self._location.display)
-
-    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
-        while True:
-            if self._finished:
-                return 0
-            try:
-                if self._conn is None:
-                    self.start()
-                assert self._conn is not None
-                count = self._conn.recv_into(buffer)
-                if count:
-                    self._pos += count
-                    return count
-                conn, self._conn = self._conn, None
-                finish_data(conn)
-                assert self._lease is not None
-                self._lease.ftp.voidresp()
-                self._finished = True
-                return 0
-            except (OSError, EOFError, ftplib.error_temp, ftplib.error_reply,
-                    ftplib.error_proto, FtpFailure) as exc:
-                self._drop_conn()
-                if (self._resumes >= MAX_RESUMES or not self._location.features.rest
-                        or isinstance(exc, LoginRefused)):
-                    raise OSError(self._location._explain("read", self._path, exc)) from None
-                self._resumes += 1
-                log.info("download of %s from %s interrupted; resuming at byte %d",
-                         self._path, self._location.display, self._pos)
-                try:
-                    assert self._lease is not None
-                    self._lease.renew()
-                except (FtpFailure, OSError) as again:
-                    raise OSError(self._location._explain("read", self._path, again)) from None
-            except ftplib.error_perm as exc:
-                self._drop_conn()
-                raise OSError(self._location._explain("read", self._path, exc)) from None
-
-    def _drop_conn(self) -> None:
-        if self._conn is not None:
-            with contextlib.suppress(OSError):
-                self._conn.close()
-            self._conn = None
-
-    def close(self) -> None:
-        if self._lease is not None:
-            lease, self._lease = self._lease, None
-            if self._conn is not None or not self._finished:
-                # Stopped mid-transfer: the control connection's state is unknown.
-                self._drop_conn()
-                lease.broken = True
-            lease.release()
-        super().close()

@@ -178,3 +178,31 @@ def name_problem(name: str) -> str | None:
     if any(ord(char) < 32 for char in name):
         return "contains control characters"
     return None
+
+
+@dataclass
+class Features:
+    """What the server offers, from FEAT (learnt at the first login)."""
+
+    mlsd: bool = False
+    mdtm: bool = False
+    size: bool = False
+    rest: bool = False
+    mfmt: bool = False
+    utf8: bool = False
+    #: False when the server has no FEAT: then MDTM, SIZE and REST are simply tried.
+    listed: bool = True
+
+    @classmethod
+    def parse(cls, reply: str) -> Features:
+        """Read a FEAT reply (``211-…`` lines, one feature per line)."""
+        names = {line.strip().split(" ")[0].upper() for line in reply.splitlines()[1:-1]}
+        rest = any(line.strip().upper().startswith("REST STREAM")
+                   for line in reply.splitlines())
+        return cls(mlsd="MLST" in names or "MLSD" in names, mdtm="MDTM" in names,
+                   size="SIZE" in names, rest=rest, mfmt="MFMT" in names, utf8="UTF8" in names)
+
+    @classmethod
+    def unknown(cls) -> Features:
+        """A server without FEAT (RFC 959 only): the common extensions may still work."""
+        return cls(mdtm=True, size=True, rest=True, listed=False)
