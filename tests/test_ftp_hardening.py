@@ -229,6 +229,7 @@ def test_a_server_that_keeps_failing_gives_a_clear_error_in_bounded_time(pyftpd,
         result = attempt()
         assert not result.ok
         assert "450 File busy" in result.message
+        assert "is the folder missing" not in result.message
         assert time.monotonic() - started < 10
     assert not list((server.root / "site").rglob(".filesync-*.tmp"))
 
@@ -340,3 +341,23 @@ def test_reserved_folder_on_a_server_without_mlsd(pyftpd, sync, tmp_path):
     keep = server.root / "keep"
     assert (keep / "marker").is_file()
     assert [p.read_text() for p in (keep / "versions").glob("f.txt~*")] == ["v1"]
+
+
+def test_adding_the_reserved_option_later_needs_the_marker_moved_or_force(pyftpd, sync,
+                                                                           tmp_path, capfd):
+    server: PyftpdServer = pyftpd()
+    a = tmp_path / "a"
+    write(a / "f.txt", "v1", OLD)
+    assert sync(f"folder:{a}", server.url("www")) == 0
+    assert (server.root / "www" / ".filesync" / "marker").is_file()
+    moved = server.url("www") + "?reserved=private"
+    capfd.readouterr()
+    assert sync(f"folder:{a}", moved) == 1  # same location (same state), marker not there
+    assert "marker" in capfd.readouterr().err
+    assert (a / "f.txt").read_text() == "v1"
+    assert sync(f"folder:{a}", moved, "--force") == 0
+    assert (server.root / "private" / "marker").is_file()
+    write(a / "f.txt", "v2!", OLD + 10)
+    assert sync(f"folder:{a}", moved) == 0
+    assert [p.read_text() for p in (server.root / "private" / "versions").glob("f.txt~*")] \
+        == ["v1"]
