@@ -217,6 +217,40 @@ def test_a_sync_goes_through_transient_replies(pyftpd, sync, tmp_path):
     assert tree(b) == tree(a)
 
 
+def test_transient_replies_while_resuming_a_dropped_transfer_are_retried(pyftpd, open_ftp):
+    server: PyftpdServer = pyftpd(drop_after=3 << 20)
+    location = open_ftp(server.url())
+    data = os.urandom(8 << 20)
+
+    class Source(io.BytesIO):
+        """Arms two faults for the data commands after the drop (the resumed STOR)."""
+
+        def read(self, size: int | None = -1) -> bytes:
+            if self.tell() == 1 << 20:
+                server.fail_data("425 Unable to identify the local data socket",
+                                 "450 File busy")
+            return super().read(size)
+
+    entry = location.write("big.bin", Source(data), T)
+    assert entry.ok, entry
+    assert server.stats.dropped and server.data_faults_left() == 0
+    assert (server.root / "big.bin").read_bytes() == data
+    assert server.stats.commands["REST"] >= 1
+
+
+def test_transient_replies_while_resuming_a_dropped_download_are_retried(pyftpd, open_ftp):
+    server: PyftpdServer = pyftpd(drop_after=3 << 20)
+    data = os.urandom(8 << 20)
+    (server.root / "big.bin").write_bytes(data)
+    location = open_ftp(server.url())
+    with location.open_read("big.bin").unwrap() as stream:
+        first = stream.read(1 << 20)
+        server.fail_data("426 Transfer aborted", "425 Unable to identify the local data socket")
+        rest = stream.read()
+    assert first + rest == data
+    assert server.stats.dropped and server.data_faults_left() == 0
+
+
 def test_a_server_that_keeps_failing_gives_a_clear_error_in_bounded_time(pyftpd, open_ftp):
     server: PyftpdServer = pyftpd()
     location = open_ftp(server.url("site"))

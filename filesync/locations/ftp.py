@@ -951,9 +951,10 @@ class FtpLocation(Location):
             raise FtpFailure(f"the upload was interrupted and cannot resume (the server has "
                              f"{have} bytes, {window.end} were sent)")
         try:
-            conn = client.transfercmd("STOR " + remote, rest=have)
+            conn = retrying(lambda: client.transfercmd("STOR " + remote, rest=have),
+                            self.display)
         except ftplib.error_perm:
-            conn = client.transfercmd("APPE " + remote)
+            conn = retrying(lambda: client.transfercmd("APPE " + remote), self.display)
         conn.sendall(window.since(have))
         return conn
 
