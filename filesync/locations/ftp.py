@@ -13,15 +13,10 @@ from __future__ import annotations
 import collections
 import contextlib
 import ftplib
-import getpass
 import io
 import logging
-import netrc
-import os
 import posixpath
 import socket
-import ssl
-import stat as st
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -57,20 +52,17 @@ from filesync.locations.ftplisting import (
     parse_mlst_reply,
     whole_seconds,
 )
+from filesync.locations.ftplogin import find_password, open_session
 from filesync.locations.ftpnames import unsafe_command_argument, unsendable
 from filesync.locations.ftppaths import folders_leading_to, resolve, server_path
 from filesync.locations.ftppool import (
     KEEPALIVE_SECONDS,
-    TIMEOUT_SECONDS,
     Client,
     FtpFailure,
     FtpPool,
     Lease,
     LoginRefused,
-    PlainClient,
     ServerUnavailable,
-    TlsClient,
-    TooManyConnections,
     close_quietly,
     finish_data,
     is_broken,
@@ -102,8 +94,6 @@ T = TypeVar("T")
 MAX_LIST_THREADS = 8
 #: A scan lists on one connection until it has taken this long, then on several.
 PARALLEL_AFTER_SECONDS = 0.05
-#: User names that log in without a password (RFC 1635), as every FTP client does.
-_ANONYMOUS = ("anonymous", "ftp")
 
 
 class FtpLocation(Location):
@@ -146,42 +136,11 @@ class FtpLocation(Location):
         """Find the password (string, ~/.netrc, prompt); the server is not contacted."""
         if self._password is not None:
             return Ok(None)
-        found = self._find_password()
+        found = find_password(self.spec, self.display, self.settings.interactive)
         if not found.ok:
             return found
         self._password = found.value
         return Ok(None)
-
-    def _find_password(self) -> Result[str]:
-        spec = self.spec
-        path = os.environ.get("NETRC") or os.path.join(os.path.expanduser("~"), ".netrc")
-        if os.path.isfile(path):
-            try:
-                entries = netrc.netrc(path)
-            except netrc.NetrcParseError as exc:
-                # The message of the parse error may quote a token of the file: leave it out.
-                return Err(f"cannot read {path} (malformed near line {exc.lineno}); fix it or "
-                           f"give the password of {self.display} another way")
-            except OSError as exc:
-                return Err(f"cannot read {path}: {exc.strerror or exc}")
-            found = entries.authenticators(spec.host)
-            if found is not None and found[0] in ("", spec.user) and found[2]:
-                with contextlib.suppress(OSError):
-                    if os.stat(path).st_mode & (st.S_IRWXG | st.S_IRWXO):
-                        log.warning("%s can be read by other users; protect it with "
-                                    "'chmod 600 %s'", path, path)
-                return Ok(found[2])
-        if spec.user.lower() in _ANONYMOUS:
-            return Ok("anonymous@")
-        if self.settings.interactive:
-            try:
-                return Ok(getpass.getpass(f"Password for {self.display}: "))
-            except (EOFError, KeyboardInterrupt, OSError):
-                return Err(f"no password entered for {self.display}")
-        return Err(f"no password for {self.display}: write it in the location "
-                   f"(ftp://{spec.user}:PASSWORD@{spec.host}/...), put 'machine {spec.host} "
-                   f"login {spec.user} password ...' in {path}, or run filesync in a terminal "
-                   "to be asked for it")
 
     def prepare(self) -> Result[None]:
         """Log in and create the root folder; an unreachable server is only a warning."""
@@ -242,83 +201,19 @@ class FtpLocation(Location):
         return self.check_marker()
 
     # ----- connections --------------------------------------------------------------------
-    def _tls_context(self) -> ssl.SSLContext:
-        context = ssl.create_default_context(cafile=self.settings.ca_file)
-        if self.settings.insecure_tls:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        return context
-
     def _connect(self) -> Client:
-        """Open and log in one connection; errors are sorted into the pool's kinds."""
-        spec = self.spec
-        client: Client
-        if spec.tls:
-            try:
-                context = self._tls_context()
-            except (OSError, ssl.SSLError) as exc:
-                raise LoginRefused(f"cannot use CA file {self.settings.ca_file!r}: "
-                                   f"{getattr(exc, 'strerror', None) or exc}") from None
-            client = TlsClient(context=context, timeout=TIMEOUT_SECONDS)
-        else:
-            client = PlainClient(timeout=TIMEOUT_SECONDS)
+        """Open and log in one connection (``ftplogin``); learn the server at the first."""
+        client = open_session(self.spec, self.settings, self.server, self._password or "")
         try:
-            client.connect(spec.host, spec.port, timeout=TIMEOUT_SECONDS)
-        except ftplib.error_temp as exc:
-            close_quietly(client)
-            if reply_code(exc) == "421":
-                raise TooManyConnections(str(exc)) from None
-            raise ServerUnavailable(f"{self.server} is busy: {exc}") from None
-        except (OSError, EOFError, ftplib.Error) as exc:
-            close_quietly(client)
-            reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-            raise ServerUnavailable(f"cannot connect to {self.server}: {reason}") from None
-        try:
-            self._log_in(client)
+            if self._features is None or self._root is None:
+                self._learn_server(client)
+            elif self._features.utf8:
+                with contextlib.suppress(ftplib.error_perm, ftplib.error_temp):
+                    client.sendcmd("OPTS UTF8 ON")
         except BaseException:
             close_quietly(client)
             raise
         return client
-
-    def _log_in(self, client: Client) -> None:
-        spec = self.spec
-        try:
-            if isinstance(client, TlsClient):
-                client.auth()
-            try:
-                client.login(spec.user, self._password or "")
-            except ftplib.error_reply as exc:  # e.g. 332: the account needs more than this
-                raise LoginRefused(f"{self.server} did not accept the login of {spec.user!r} "
-                                   f"({exc})") from None
-            if isinstance(client, TlsClient):
-                client.prot_p()
-            client.voidcmd("TYPE I")
-        except ssl.SSLCertVerificationError as exc:
-            raise LoginRefused(
-                f"the certificate of {self.server} cannot be trusted ({exc.verify_message}); "
-                "give the CA that signed it with --ca-file FILE, or skip the check with "
-                "--insecure (unsafe)") from None
-        except ftplib.error_perm as exc:
-            if reply_code(exc) == "530":
-                raise LoginRefused(f"{self.server} refused the login of {spec.user!r} ({exc}); "
-                                   "check the user name and password") from None
-            if not client.tls or isinstance(client.sock, ssl.SSLSocket):
-                raise LoginRefused(f"{self.server} refused the login: {exc}") from None
-            raise LoginRefused(f"{self.server} does not offer TLS ({exc}); use ftp:// if an "
-                               "unencrypted connection is acceptable") from None
-        except ftplib.error_temp as exc:
-            if reply_code(exc) == "421":
-                raise TooManyConnections(str(exc)) from None
-            raise ServerUnavailable(f"{self.server} is busy: {exc}") from None
-        except (OSError, EOFError, ftplib.Error) as exc:
-            reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-            raise ServerUnavailable(f"connection to {self.server} failed while logging in: "
-                                    f"{reason}") from None
-        if self._features is None or self._root is None:
-            self._learn_server(client)
-        elif self._features.utf8:
-            with contextlib.suppress(ftplib.error_perm, ftplib.error_temp):
-                client.sendcmd("OPTS UTF8 ON")
 
     def _learn_server(self, client: Client) -> None:
         """FEAT and the login directory, once: every connection of a pool is alike."""
