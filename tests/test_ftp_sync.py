@@ -268,3 +268,19 @@ def test_the_password_is_asked_for_on_a_terminal(pyftpd, tmp_path):
     assert os.waitstatus_to_exitcode(status) == 0, shown
     assert (server.root / "t" / "f.txt").read_text() == "typed"
     assert PASSWORD.encode() not in shown  # the prompt does not echo it
+
+
+def test_a_name_the_server_would_mangle_is_never_lost(any_server: Served, sync, tmp_path):
+    # pure-ftpd stores "tab\there.txt" as "tab_here.txt" and a trailing space as "_"; the
+    # next listing then missed the file and it read as "deleted on the server".
+    a = tmp_path / "a"
+    write(a / "tab\there.txt", "tabbed", OLD)
+    write(a / "space at end.txt ", "spaced", OLD)
+    write(a / "fine.txt", "fine", OLD)
+    url = any_server.url("site")
+    for _round in range(3):
+        assert sync(f"folder:{a}", url) == 1  # reported, the rest synced
+        assert (a / "tab\there.txt").read_text() == "tabbed"
+        assert (a / "space at end.txt ").read_text() == "spaced"
+    served = any_server.root / "site"
+    assert sorted(p.name for p in served.iterdir() if p.name != ".filesync") == ["fine.txt"]
