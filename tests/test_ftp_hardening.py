@@ -328,6 +328,24 @@ def test_bad_reserved_options_are_clear_errors(text: str, words: list[str]):
     assert ":p@" not in parsed.message
 
 
+def test_locations_on_one_account_may_not_hold_each_other():
+    def spec(text: str) -> FtpSpec:
+        parsed = parse_location(text).unwrap()
+        assert isinstance(parsed, FtpSpec)
+        return parsed
+
+    www = spec("ftp://u:p@h/www?reserved=private")
+    assert www.overlap(spec("ftp://u:p@h/www2")) is None
+    assert www.overlap(spec("ftp://v:p@h/private")) is None  # another account
+    assert www.overlap(spec("ftp://u:p@other/private")) is None
+    assert "inside" in (www.overlap(spec("ftp://u:p@h/www/sub")) or "")
+    assert "inside" in (www.overlap(spec("ftp://u:p@h/")) or "")
+    clash = www.overlap(spec("ftp://u@h:21/private"))
+    assert clash is not None and "reserved folder '/private'" in clash
+    assert ":p@" not in clash
+    assert spec("ftp://u:p@h/a?reserved=b/c").overlap(spec("ftp://u:p@h/b")) is not None
+
+
 def test_versions_and_marker_live_outside_the_web_root(any_server: Served, sync, tmp_path,
                                                        capsys):
     a = tmp_path / "a"

@@ -82,6 +82,38 @@ class FtpSpec:
         secret = ":***" if self.password else ""
         return f"{scheme}://{self.user}{secret}@{self.host}:{self.port}{self.path}"
 
+    def overlap(self, other: FtpSpec) -> str | None:
+        """Why this location and ``other`` may not be synced together, or None.
+
+        On one account (same user, host and port: same login folder) a synced folder must
+        not contain the other's synced folder or reserved folder: one location would sync
+        the other's files, versions or marker as its own.
+        """
+        if (self.user, self.host.lower(), self.port) != (other.user, other.host.lower(),
+                                                         other.port):
+            return None
+        for first, second in ((self, other), (other, self)):
+            if _contains(first.path, second.path):
+                return (f"{second.display} is inside {first.display}; a location inside "
+                        "another would sync its files twice")
+            if second.reserved is not None and _contains(first.path, second.reserved):
+                return (f"the reserved folder {second.reserved!r} of {second.display} is inside "
+                        f"{first.display}, which would sync its versions as files; give a "
+                        "reserved folder outside every synced folder")
+        return None
+
+
+def _contains(outer: str, inner: str) -> bool:
+    """True when the server folder ``inner`` is ``outer`` or below it.
+
+    Both are written as in location strings, relative to one login folder.
+    """
+    # Resolved below a deep stand-in for the login folder, so '..' stays comparable.
+    home = "/login/folder/of/any/depth"
+    outer = posixpath.normpath(posixpath.join(home, outer.lstrip("/")))
+    inner = posixpath.normpath(posixpath.join(home, inner.lstrip("/")))
+    return inner == outer or inner.startswith(outer.rstrip("/") + "/")
+
 
 LocationSpec = FolderSpec | ZipSpec | FtpSpec
 
@@ -114,14 +146,10 @@ def _ftp_options(query: str, path: str, text: str) -> Result[str | None]:
                        "filesync (relative to the login folder)")
         reserved = "/" + value.strip("/")
     if reserved is not None:
-        # Compare as resolved below any login folder (a deep one, so '..' stays inside).
-        home = "/login/folder/of/any/depth"
-        synced = posixpath.normpath(posixpath.join(home, path.lstrip("/")))
-        kept = posixpath.normpath(posixpath.join(home, reserved.lstrip("/")))
-        if kept == synced or kept.startswith(synced.rstrip("/") + "/"):
+        if _contains(path, reserved):
             return Err(f"{_mask(text)!r}: the reserved folder {reserved!r} is inside the "
                        f"synced folder {path!r}; give a folder outside it, e.g. beside it")
-        if synced.startswith(kept.rstrip("/") + "/"):
+        if _contains(reserved, path):
             return Err(f"{_mask(text)!r}: the synced folder {path!r} is inside the reserved "
                        f"folder {reserved!r}; give a folder outside it, e.g. beside it")
     return Ok(reserved)
