@@ -203,6 +203,19 @@ def test_transient_data_replies_are_retried(pyftpd, open_ftp, no_mlsd: bool):
     assert server.data_faults_left() == 0
 
 
+def test_a_server_closing_sessions_with_421_is_waited_out(pyftpd, open_ftp):
+    server: PyftpdServer = pyftpd()
+    location = open_ftp(server.url("site"))
+    assert location.write("f.txt", io.BytesIO(b"data"), T).ok
+    logins = server.stats.logins
+    server.fail_data(*["421 Service not available, closing control connection"] * 3)
+    listing = location.scan(lambda _path: False)
+    assert listing.ok, listing
+    assert set(listing.value.entries) == {"f.txt"}
+    assert server.data_faults_left() == 0
+    assert server.stats.logins > logins  # each 421 cost the connection it came on
+
+
 def test_a_sync_goes_through_transient_replies(pyftpd, sync, tmp_path):
     server: PyftpdServer = pyftpd()
     a, b = tmp_path / "a", tmp_path / "b"
