@@ -59,6 +59,13 @@ def check_group(locations: Sequence[Location]) -> Result[None]:
             if holds and _inside(inner_path, outer_path, separator):
                 return Err(f"{inner.display} is inside {outer.display}; a location inside "
                            "another would be synced into itself; choose separate places")
+    # A server location's reserved folder (?reserved=) must not lie in another's tree.
+    ftp = [spec for loc in locations if isinstance(spec := getattr(loc, "spec", None), FtpSpec)]
+    for index, first in enumerate(ftp):
+        for second in ftp[index + 1:]:
+            problem = first.overlap(second)
+            if problem:
+                return Err(problem)
     return Ok(None)
 
 

@@ -389,6 +389,7 @@ def test_ctrl_c_at_the_prompt_ends_cleanly(tmp_path):
     ("ftp://u:p@127.0.0.1:1/", "ftp://u:p@127.0.0.1:1/anything"),
     ("folder:OUT", "zip:OUT/inner.zip"),
     ("folder:OUT", "folder:OUT/deeper"),
+    ("ftp://u:p@127.0.0.1:1/www", "ftp://u:p@127.0.0.1:1/other?reserved=/www/private"),
 ])
 def test_nested_locations_are_refused(tmp_path, capsys, outer, inner):
     out = str(tmp_path / "out")
