@@ -299,12 +299,14 @@ class StateStore:
 
     def _fill(self, states: dict[str, PathState], version_rows: Iterable[tuple],
               record_rows: Iterable[tuple]) -> None:
-        for path, gen, deleted, is_dir, size, mtime_ns, sha, conflict in version_rows:
-            states[_load(path)] = PathState(Version(gen, bool(deleted), bool(is_dir), size,
-                                                    mtime_ns, sha, bool(conflict)))
+        # Escaped names are rare: test for the escape inline, without a call per row.
+        for stored, gen, deleted, is_dir, size, mtime_ns, sha, conflict in version_rows:
+            path = _load(stored) if stored[:1] == _ESCAPED else stored
+            states[path] = PathState(Version(gen, bool(deleted), bool(is_dir), size,
+                                             mtime_ns, sha, bool(conflict)))
         keys = self._keys
         for stored, location, gen, is_dir, size, mtime_ns in record_rows:
-            path = _load(stored)
+            path = _load(stored) if stored[:1] == _ESCAPED else stored
             state = states.get(path)
             if state is None:
                 state = states[path] = PathState()
