@@ -256,6 +256,15 @@ def test_members_not_made_on_unix_report_no_mode(tmp_path):
     assert listing(location(archive))["tool"].mode == 0
 
 
+def test_a_write_without_mode_keeps_the_mode_of_the_member_replaced(archive):
+    loc = location(archive)
+    assert loc.write("run.sh", io.BytesIO(b"v1"), T0 * SECOND, mode=0o755).ok
+    assert loc.write("run.sh", io.BytesIO(b"v2"), T0 * SECOND).ok
+    assert zipinfo(archive)["run.sh"] == "-rwxr-xr-x"
+    assert loc.write("run.sh", io.BytesIO(b"v3"), T0 * SECOND, mode=0o700).ok
+    assert listing(location(archive))["run.sh"].mode == 0o700
+
+
 def test_renamed_member_keeps_its_mode(archive):
     loc = location(archive)
     assert loc.write("run.sh", io.BytesIO(b"x"), T0 * SECOND, mode=0o700).ok

@@ -1181,7 +1181,10 @@ class ZipLocation(Location):
         """Stage ``source`` as the new content of ``path``; it lands at ``end_batch``.
 
         With ``keep_old_as`` the member replaced is renamed there in the same rewrite, so
-        the archive never holds neither (or a partial) version.
+        the archive never holds neither (or a partial) version. ``mode`` 0 keeps the
+        permissions of the member replaced (0o644 for a new one). With ``expect`` the
+        member is re-checked against the archive as it is on disk when the write is
+        staged, and again when the batch is written (see ``batch_refusals``).
         """
         problem = self.name_problem(path) or (
             self.name_problem(keep_old_as) if keep_old_as else None)
@@ -1216,6 +1219,9 @@ class ZipLocation(Location):
             if own is not None:
                 own.close()
             raise
+        if not mode:  # a source without permissions: keep those of the member replaced
+            found = self._look_up([path])[path]
+            mode = found.value.mode if found.ok and found.value is not None else 0
         central = zf.new_central(path, False, mtime_ns, method, crc, csize, usize, mode)
         item = _Item(path, False, central, zf.member_mtime_ns(central), None, None, False,
                      _Staged(slot, offset))
