@@ -303,8 +303,12 @@ class Executor:
             if not pending:
                 log.error("%s", ended.message)
             return
+        refused = self.locations[key].batch_refusals()
         for action, entry in pending:
-            self._record(action, entry, decisions[action.path])
+            if action.path in refused:
+                outcome.failures.append(Failure(action.path, key, refused[action.path]))
+            else:
+                self._record(action, entry, decisions[action.path])
 
     def _record(self, action: Action, entry: Entry | None, decision: Decision) -> None:
         """Log the applied action and store what the target holds now."""

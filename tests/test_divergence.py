@@ -311,3 +311,34 @@ def test_temporary_files_are_told_apart_by_owner(tmp_path, sync):
 
 def test_an_entry_keeps_its_mode_out_of_equality():
     assert Entry("x", False, 1, 2, 0o755) == Entry("x", False, 1, 2, 0o644)
+
+
+def test_a_zip_member_changed_before_the_rewrite_is_a_failure_not_a_record(tmp_path, sync):
+    from filesync.locations.spec import ZipSpec
+    from filesync.locations.zip import ZipLocation
+    from tests.test_zip_hardening import zip_update
+
+    a, archive = tmp_path / "a", tmp_path / "b.zip"
+    write(a / "f.txt", "old!", mtime=T0)
+    assert sync(f"folder:{a}", f"zip:{archive}") == 0
+    write(a / "f.txt", "ours", mtime=T0 + 9)
+    write(a / "g.txt", "g", mtime=T0)
+
+    class ZipUpdatedMeanwhile(FolderLocation):
+        """Opening g.txt (copied after f.txt was staged) runs ``zip -u f.txt`` first."""
+
+        def open_read(self, path: str) -> Result[BinaryIO]:
+            if path == "g.txt":
+                zip_update(archive, tmp_path / "work", "f.txt", b"zip!", T0 + 1)
+            return super().open_read(path)
+
+    zip_key = f"zip:{archive}"
+    engine = _engine(tmp_path, [ZipUpdatedMeanwhile(FolderSpec(a)), ZipLocation(ZipSpec(archive))])
+    planned = engine.make_plan(engine.list_all())
+    assert sorted(act.path for act in planned.actions()) == ["f.txt", "g.txt"]
+    outcome = engine.executor.apply(planned)
+    assert [(f.path, f.location) for f in outcome.failures] == [("f.txt", zip_key)]
+    assert zip_members(archive) == {"f.txt": b"zip!", "g.txt": b"g"}
+    records = engine.store.load(["f.txt"])["f.txt"].records
+    assert zip_key not in records, "the refused write is not recorded as held"
+    engine.store.close()

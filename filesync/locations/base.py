@@ -224,6 +224,14 @@ class Location(ABC):
         """Finish the group of changes started by ``begin_batch``."""
         return Ok(None)
 
+    def batch_refusals(self) -> dict[str, str]:
+        """Changes of the last batch that did not land at ``end_batch`` (path -> why).
+
+        A batched backend refuses a staged change whose target another program changed
+        before the batch landed; the rest of the batch still lands.
+        """
+        return {}
+
     def probe(self) -> Result[None]:
         """Check that the location is reachable and its root is there, right now.
 
