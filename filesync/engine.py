@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from filesync.excludes import Excludes
 from filesync.executor import Executor, Stats
 from filesync.guards import DeleteGuard, adopt_markers
-from filesync.locations.base import TEMP_NAME, Entry, Listing, Location
+from filesync.locations.base import Location
+from filesync.model import TEMP_NAME, Entry, Listing
 from filesync.planner import Op, Plan, PlanInput, plan
 from filesync.result import Result
 from filesync.state import StateStore

@@ -12,10 +12,11 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
-from filesync.locations.base import Entry, Location, still_holds
+from filesync.locations.base import Location
+from filesync.model import Entry, Record, still_holds
 from filesync.planner import Action, Decision, Op, Plan, record_of
 from filesync.result import Err, Ok, Result
-from filesync.state import Record, StateStore
+from filesync.state import StateStore
 from filesync.versions import conflict_path, prune, version_path
 
 log = logging.getLogger("filesync")
@@ -226,10 +227,10 @@ class Executor:
 
     def _start_decision(self, decision: Decision) -> None:
         """Record the new version and the locations that already hold it."""
-        self.store.set_version(decision.path, decision.version, decision.holders)
+        self.store.set_agreed(decision.path, decision.agreed, decision.holders)
         for key in decision.forget:
             self.store.set_record(decision.path, key, None)
-        if decision.version.deleted:
+        if decision.agreed.deleted:
             self.store.forget_tombstone(decision.path)
         for loser in decision.conflicts:
             self.stats.conflicts += 1
@@ -312,7 +313,7 @@ class Executor:
 
     def _record(self, action: Action, entry: Entry | None, decision: Decision) -> None:
         """Log the applied action and store what the target holds now."""
-        gen = decision.version.gen
+        gen = decision.agreed.gen
         target, path = action.target, action.path
         self.applied.setdefault(target, {})[path] = entry
         if action.op is Op.COPY:
@@ -323,8 +324,8 @@ class Executor:
             if action.expect is not None and not action.expect.is_dir:
                 self._count_kept(action)
             digest = self._digests.pop((target, path), None)
-            if digest and decision.version.sha256 is None:
-                decision.version.sha256 = digest
+            if digest and decision.agreed.sha256 is None:
+                decision.agreed.sha256 = digest
                 self.store.set_sha(path, gen, digest)
             log.info("%s %s  %s -> %s", "conflict" if action.conflict else "copy", path,
                      action.source, target)

@@ -8,7 +8,8 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 
-from filesync.locations.base import MARKER, Location
+from filesync.locations.base import Location
+from filesync.model import MARKER
 from filesync.planner import Op, Plan
 from filesync.result import Err, Ok, Result
 from filesync.state import StateStore

@@ -11,8 +11,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
-from filesync.locations.base import Entry, Listing, parents_of
-from filesync.state import PathState, Record, Version
+from filesync.model import Agreed, Entry, Listing, PathState, Record, parents_of
 
 
 class Op(Enum):
@@ -48,10 +47,10 @@ class Action:
 
 @dataclass(slots=True)
 class Decision:
-    """What one path becomes: its new version, who holds it already, and the actions."""
+    """What one path becomes: what is agreed next, who holds it already, and the actions."""
 
     path: str
-    version: Version
+    agreed: Agreed
     holders: dict[str, Record]
     actions: list[Action]
     forget: list[str] = field(default_factory=list)
@@ -121,8 +120,8 @@ class _PathPlanner:
         self.plan = plan
         self.path = path
         self.state = state
-        self.version = state.version
-        self.gen = state.version.gen if state.version else 0
+        self.agreed = state.agreed
+        self.gen = state.agreed.gen if state.agreed else 0
         self.present = present
         self.current = current
         self.status: dict[str, str] = {}
@@ -130,8 +129,8 @@ class _PathPlanner:
         self.pending = False
 
     def classify(self) -> None:
-        version = self.version
-        live = version is not None and not version.deleted
+        agreed = self.agreed
+        live = agreed is not None and not agreed.deleted
         for key in self.present:
             entry = self.current[key]
             record = self.state.records.get(key)
@@ -148,8 +147,8 @@ class _PathPlanner:
     # ----- content comparison -------------------------------------------------------------
     def _hash(self, key: str) -> str | None:
         known = self.inputs.hashes.get((key, self.path))
-        if known is None and self.status.get(key) == _CURRENT and self.version is not None:
-            known = self.version.sha256
+        if known is None and self.status.get(key) == _CURRENT and self.agreed is not None:
+            known = self.agreed.sha256
         return known
 
     def _known_gen(self, key: str) -> int | None:
@@ -164,7 +163,7 @@ class _PathPlanner:
     def same(self, key_a: str, entry_a: Entry, key_b: str, entry_b: Entry) -> bool | None:
         """Equal content? ``None`` when only hashes can tell (they are then requested).
 
-        Clocks alone never prove that a location holds a newer version: an entry that still
+        Clocks alone never prove that a location holds newer content: an entry that still
         matches its record holds the generation recorded, whatever its time says (coarse
         ZIP and FTP clocks make an edit within a second look unchanged). Two entries are
         taken as equal without reading them only when both are known to hold the same
@@ -224,17 +223,17 @@ class _PathPlanner:
         if self.pending:
             return None
         if winner is None:
-            version = Version(gen, True, self.version.is_dir if self.version else False)
+            agreed = Agreed(gen, True, self.agreed.is_dir if self.agreed else False)
         else:
             sha = self.inputs.hashes.get((winner_key or "", self.path)) if winner_key else None
-            if sha is None and self.version is not None and gen == self.gen:
-                sha = self.version.sha256
-            version = Version(gen, False, winner.is_dir, winner.size, winner.mtime_ns, sha)
+            if sha is None and self.agreed is not None and gen == self.gen:
+                sha = self.agreed.sha256
+            agreed = Agreed(gen, False, winner.is_dir, winner.size, winner.mtime_ns, sha)
         unchanged = (not actions and not forget and gen == self.gen
                      and all(self.state.records.get(k) == r for k, r in holders.items()))
         if unchanged:
             return None
-        return Decision(self.path, version, holders, actions, forget,
+        return Decision(self.path, agreed, holders, actions, forget,
                         sorted(conflicts, key=self.inputs.order.index), winner_key)
 
     def leave_conflict(self, winner: Entry, losers: set[str], winner_key: str) -> Decision:
@@ -252,29 +251,29 @@ class _PathPlanner:
                    if (e := self.current[k]) is not None}
         forget = [k for k in self.present
                   if self.current[k] is None and k in self.state.records]
-        version = Version(gen, False, winner.is_dir, winner.size, winner.mtime_ns, conflict=True)
-        return Decision(self.path, version, holders, [], forget, [], winner_key)
+        agreed = Agreed(gen, False, winner.is_dir, winner.size, winner.mtime_ns, conflict=True)
+        return Decision(self.path, agreed, holders, [], forget, [], winner_key)
 
     def decide_two_way(self) -> Decision | None:
         changed = [k for k in self.present if self.status[k] == _CHANGED]
         holder = next((k for k in self.present if self.status[k] == _CURRENT), None)
-        if not changed and self.version is not None and self.version.conflict:
+        if not changed and self.agreed is not None and self.agreed.conflict:
             self.plan.problems.append(
                 f"conflict {self.path}: still unresolved; change (or delete) one of the copies")
             return None
         if not changed:
             if all(self.status[k] == _CURRENT for k in self.present):
                 return None
-            if self.version is None or self.version.deleted:
+            if self.agreed is None or self.agreed.deleted:
                 return self.converge(None, None, self.gen, set())
             if holder is None or self.current[holder] is None:
-                return None  # every location holding the agreed version is out of reach
+                return None  # every location holding the agreed content is out of reach
             return self.converge(holder, self.current[holder], self.gen, set())
         candidates = [k for k in changed if self.current[k] is not None]
         if (self.stale and holder is not None and self.current[holder] is not None
                 and holder not in candidates):
-            # A location that missed the agreed version changed its older copy: the agreed
-            # version counts as a concurrent edit, so the newest still wins.
+            # A location that missed the agreed content changed its older copy: the agreed
+            # content counts as a concurrent edit, so the newest still wins.
             candidates.append(holder)
         if not candidates:
             return self.converge(None, None, self.gen + 1, set())
@@ -340,7 +339,7 @@ def plan(inputs: PlanInput) -> Plan:
         current = {k: listings[k].entries.get(path) for k in present}  # type: ignore[union-attr]
         if excluded is not None:
             sample = next((e for e in current.values() if e is not None), None)
-            is_dir = sample.is_dir if sample else bool(state.version and state.version.is_dir)
+            is_dir = sample.is_dir if sample else bool(state.agreed and state.agreed.is_dir)
             if excluded(path, is_dir):
                 continue
         if _in_sync(state, present, current, inputs.tolerance_ns):
@@ -379,15 +378,15 @@ def _holdable(inputs: PlanInput, result: Plan, path: str, present: list[str],
 
 def _in_sync(state: PathState, present: list[str], current: Mapping[str, Entry | None],
              tolerance: Mapping[str, int]) -> bool:
-    """The hot path of a no-op round: every location still holds the agreed version."""
-    version = state.version
-    if version is None or version.deleted or version.conflict:
+    """The hot path of a no-op round: every location still holds the agreed content."""
+    agreed = state.agreed
+    if agreed is None or agreed.deleted or agreed.conflict:
         return False
     records = state.records
     for key in present:
         entry = current[key]
         record = records.get(key)
-        if (entry is None or record is None or record.gen != version.gen
+        if (entry is None or record is None or record.gen != agreed.gen
                 or not _matches(entry, record, tolerance[key])):
             return False
     return True
@@ -422,9 +421,9 @@ def _keep_needed_folders(result: Plan, listings: Mapping[str, Listing | None]) -
     for decision in result.decisions:
         if decision.path not in kept:
             continue
-        gen = decision.version.gen
+        gen = decision.agreed.gen
         decision.actions = [a for a in decision.actions if a.op is not Op.RMDIR]
-        decision.version = Version(gen, False, True)
+        decision.agreed = Agreed(gen, False, True)
         decision.forget = []
         for key, listing in listings.items():
             entry = listing.entries.get(decision.path) if listing else None

@@ -1,4 +1,4 @@
-"""The state store: per path, the version last agreed on and what each location held of it.
+"""The state store: per path, what the locations last agreed on and what each one held.
 
 Only a comparison with this base tells a deletion from a creation, so every change the
 engine applies is written here at once (sqlite in WAL mode: one commit per applied action,
@@ -13,9 +13,9 @@ import os
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from filesync.model import Agreed, PathState, Record
 from filesync.result import Err, Ok, Result
 
 SCHEMA_VERSION = "1"
@@ -37,38 +37,6 @@ CREATE TABLE IF NOT EXISTS records(
     PRIMARY KEY(path, location)
 ) WITHOUT ROWID;
 """
-
-
-@dataclass(slots=True)
-class Version:
-    """The content all locations last agreed on for one path (or its deletion)."""
-
-    gen: int
-    deleted: bool
-    is_dir: bool
-    size: int = 0
-    mtime_ns: int = 0
-    sha256: str | None = None
-    #: An unresolved conflict left alone by ``--conflict manual``.
-    conflict: bool = False
-
-
-@dataclass(slots=True)
-class Record:
-    """What one location held of a path when it was last in sync, as that location reports it."""
-
-    gen: int
-    is_dir: bool
-    size: int = 0
-    mtime_ns: int = 0
-
-
-@dataclass(slots=True)
-class PathState:
-    """The stored base of one path: its version and each location's record."""
-
-    version: Version | None = None
-    records: dict[str, Record] = field(default_factory=dict)
 
 
 def _raw(text: str) -> bytes:
@@ -302,7 +270,7 @@ class StateStore:
         # Escaped names are rare: test for the escape inline, without a call per row.
         for stored, gen, deleted, is_dir, size, mtime_ns, sha, conflict in version_rows:
             path = _load(stored) if stored[:1] == _ESCAPED else stored
-            states[path] = PathState(Version(gen, bool(deleted), bool(is_dir), size,
+            states[path] = PathState(Agreed(gen, bool(deleted), bool(is_dir), size,
                                              mtime_ns, sha, bool(conflict)))
         keys = self._keys
         for stored, location, gen, is_dir, size, mtime_ns in record_rows:
@@ -313,13 +281,13 @@ class StateStore:
             state.records[keys[location]] = Record(gen, bool(is_dir), size, mtime_ns)
 
     # ----- writing ------------------------------------------------------------------------
-    def set_version(self, path: str, version: Version, holders: dict[str, Record]) -> None:
-        """Store a path's new version and the locations that already hold it, in one commit."""
+    def set_agreed(self, path: str, agreed: Agreed, holders: dict[str, Record]) -> None:
+        """Store what a path's locations agreed on and who holds it already, in one commit."""
         with self._transaction():
             self._db.execute(
                 "INSERT OR REPLACE INTO versions VALUES(?,?,?,?,?,?,?,?)",
-                (_store(path), version.gen, int(version.deleted), int(version.is_dir), version.size,
-                 version.mtime_ns, version.sha256, int(version.conflict)))
+                (_store(path), agreed.gen, int(agreed.deleted), int(agreed.is_dir), agreed.size,
+                 agreed.mtime_ns, agreed.sha256, int(agreed.conflict)))
             for key, record in holders.items():
                 self._put_record(path, key, record)
 
@@ -333,13 +301,13 @@ class StateStore:
                 self._put_record(path, location, record)
 
     def set_sha(self, path: str, gen: int, sha256: str) -> None:
-        """Remember the content hash of a path's version, learnt while copying it."""
+        """Remember the content hash of what a path's locations agree on, learnt by copying."""
         with self._transaction():
             self._db.execute("UPDATE versions SET sha256=? WHERE path=? AND gen=?",
                              (sha256, _store(path), gen))
 
     def forget_tombstone(self, path: str) -> None:
-        """Drop a deleted path's version once no location keeps a record of it."""
+        """Drop a path's agreed deletion once no location keeps a record of it."""
         with self._transaction():
             self._db.execute(
                 "DELETE FROM versions WHERE path=? AND deleted=1 AND NOT EXISTS "

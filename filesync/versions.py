@@ -16,7 +16,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from filesync.locations.base import RESERVED_DIR, Location, parents_of
+from filesync.locations.base import Location
+from filesync.model import RESERVED_DIR, parents_of
 from filesync.result import Err, Ok, Result
 
 log = logging.getLogger("filesync")

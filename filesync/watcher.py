@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from enum import Enum
 
 from filesync.excludes import Excludes
-from filesync.locations.base import Entry, Location
+from filesync.locations.base import Location
+from filesync.model import Entry
 
 log = logging.getLogger("filesync")
 

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from filesync.state import Record, StateStore, Version, default_state_path
+from filesync.model import Agreed, Record
+from filesync.state import StateStore, default_state_path
 from tests.conftest import MAIN, run_main, tree, wait_for, write
 
 CAFE = b"caf\xe9.txt"  # Latin-1 bytes: not valid UTF-8
@@ -62,8 +63,8 @@ def test_undecodable_names_survive_the_state_round_trip(tmp_path):
     name = os.fsdecode(b"dir\xff/caf\xe9.txt")
     key = "folder:" + os.fsdecode(b"/x/d\xe9")
     store, _ = StateStore.open(tmp_path / "s.sqlite", [key]).value
-    store.set_version(name, Version(1, False, False, 5, 7), {key: Record(1, False, 5, 7)})
-    store.set_version("plain", Version(2, False, False, 1, 1), {key: Record(2, False, 1, 1)})
+    store.set_agreed(name, Agreed(1, False, False, 5, 7), {key: Record(1, False, 5, 7)})
+    store.set_agreed("plain", Agreed(2, False, False, 1, 1), {key: Record(2, False, 1, 1)})
     assert set(store.load()) == {name, "plain"}
     assert store.load([name])[name].records[key].size == 5
     assert store.file_counts() == {key: 2}
@@ -72,7 +73,7 @@ def test_undecodable_names_survive_the_state_round_trip(tmp_path):
     store.close()
     again, warning = StateStore.open(tmp_path / "s.sqlite", [key]).value
     assert warning == "" and not again.fresh
-    assert again.load([name])[name].version.size == 5
+    assert again.load([name])[name].agreed.size == 5
     again.close()
 
 
@@ -80,7 +81,7 @@ def test_ordinary_names_are_stored_as_before(tmp_path):
     """Existing state files stay valid: plain names are the same TEXT as always."""
     store, _ = StateStore.open(tmp_path / "s.sqlite", ["folder:/a"]).value
 
-    store.set_version("d/é.txt", Version(1, False, False, 1, 1),
+    store.set_agreed("d/é.txt", Agreed(1, False, False, 1, 1),
                       {"folder:/a": Record(1, False, 1, 1)})
     store.close()
     db = sqlite3.connect(tmp_path / "s.sqlite")

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from filesync.locations.base import Entry, Listing
+from filesync.model import Agreed, Entry, Listing, PathState, Record
 from filesync.planner import Op, PlanInput, plan
-from filesync.state import PathState, Record, Version
 
 A, B, C = "folder:/a", "folder:/b", "folder:/c"
 TOL = {A: 0, B: 0, C: 0}
@@ -20,7 +19,7 @@ def f(path: str, size: int = 1, mtime: int = 100) -> Entry:
 
 def synced(path: str, size: int = 1, mtime: int = 100, gen: int = 1,
            where: tuple[str, ...] = (A, B, C)) -> PathState:
-    return PathState(Version(gen, False, False, size, mtime),
+    return PathState(Agreed(gen, False, False, size, mtime),
                      {k: Record(gen, False, size, mtime) for k in where})
 
 
@@ -48,16 +47,16 @@ def test_a_missing_file_with_a_record_is_a_deletion():
 
 
 def test_a_location_that_missed_a_version_is_brought_up_to_date():
-    state = {"x": PathState(Version(2, False, False, 5, 200),
+    state = {"x": PathState(Agreed(2, False, False, 5, 200),
                             {A: Record(2, False, 5, 200), B: Record(1, False, 1, 100)})}
     result = plan(PlanInput([A, B], {A: listing(f("x", 5, 200)), B: listing(f("x"))},
                             state, TOL))
     assert ops(result) == [("COPY", "x", B)]
-    assert result.decisions[0].version.gen == 2
+    assert result.decisions[0].agreed.gen == 2
 
 
 def test_an_older_edit_in_a_location_that_missed_the_newer_version_loses():
-    state = {"x": PathState(Version(2, False, False, 5, 300),
+    state = {"x": PathState(Agreed(2, False, False, 5, 300),
                             {A: Record(2, False, 5, 300), B: Record(1, False, 1, 100)})}
     result = plan(PlanInput([A, B], {A: listing(f("x", 5, 300)), B: listing(f("x", 7, 200))},
                             state, TOL))
@@ -93,7 +92,7 @@ def test_a_location_still_holding_its_recorded_version_never_holds_a_newer_one()
     # B (a coarse clock, 2 s) still holds generation 1 as recorded; A was edited again
     # with the same size 0.5 s later. B's clock cannot tell; its record can.
     old, new = 10_000_000_000, 10_500_000_000
-    state = {"x": PathState(Version(1, False, False, 4, old, "h1"),
+    state = {"x": PathState(Agreed(1, False, False, 4, old, "h1"),
                             {A: Record(1, False, 4, old), B: Record(1, False, 4, old)})}
     inputs = PlanInput([A, B], {A: listing(f("x", 4, new)), B: listing(f("x", 4, old))},
                        state, {A: 0, B: 2_000_000_000})
@@ -101,11 +100,11 @@ def test_a_location_still_holding_its_recorded_version_never_holds_a_newer_one()
     inputs.hashes = {(A, "x"): "h2"}
     result = plan(inputs)
     assert ops(result) == [("COPY", "x", B)]
-    assert result.decisions[0].version.gen == 2
+    assert result.decisions[0].agreed.gen == 2
 
 
 def test_a_location_that_missed_a_version_is_not_taken_as_holding_it_by_its_clock():
-    state = {"x": PathState(Version(2, False, False, 4, 1_000_000_000, "h2"),
+    state = {"x": PathState(Agreed(2, False, False, 4, 1_000_000_000, "h2"),
                             {A: Record(2, False, 4, 1_000_000_000),
                              B: Record(1, False, 4, 900_000_000)})}
     inputs = PlanInput([A, B], {A: listing(f("x", 4, 1_000_000_000)),
@@ -150,7 +149,7 @@ def test_one_way_with_an_unavailable_source_does_nothing():
 
 
 def test_actions_run_deletes_first_then_folders_then_copies():
-    folder = PathState(Version(1, False, True), {A: Record(1, True), B: Record(1, True)})
+    folder = PathState(Agreed(1, False, True), {A: Record(1, True), B: Record(1, True)})
     state = {"old": folder, "old/deep": folder}
     result = plan(PlanInput([A, B], {A: listing(f("new/file"), Entry("new", True)),
                                      B: listing(Entry("old", True), Entry("old/deep", True))},

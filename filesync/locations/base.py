@@ -1,28 +1,33 @@
-"""The abstract ``Location`` every backend implements, and the shared listing model."""
+"""The abstract ``Location`` every backend implements (the data model is ``filesync.model``)."""
 
 from __future__ import annotations
 
 import hashlib
-import re
 import secrets
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import Path
 from typing import BinaryIO, ClassVar, Protocol
 
 from filesync.excludes import Excludes
+from filesync.model import (  # noqa: F401 - re-exported for the backends
+    ANY,
+    MARKER,
+    MAYBE_UNSAFE,
+    MAYBE_UNSAFE_POSIX,
+    RESERVED_DIR,
+    TEMP_NAME,
+    Entry,
+    Listing,
+    Unchecked,
+    is_reserved,
+    parents_of,
+    still_holds,
+    temp_name,
+    unsafe_reason,
+)
 from filesync.result import Err, Ok, Result
 
-#: Top-level folder every location reserves for filesync's own data; never synced.
-RESERVED_DIR = ".filesync"
-#: Temporary files are written as ``.filesync-<owner>-<12 hex>.tmp`` beside their final
-#: name; ``owner`` (8 hex) names the sync set that writes it (see ``Location.owner``), so a
-#: run can tell its own leftovers from another engine's in-flight upload.
-TEMP_NAME = re.compile(r"^\.filesync-(?P<owner>[0-9a-f]{8})-[0-9a-f]{12}\.tmp$")
-#: Marker file that proves a location is the one filesync synced before (not an empty mount).
-MARKER = f"{RESERVED_DIR}/marker"
 #: Copies move data in pieces of this size, so memory stays bounded for any file size.
 CHUNK_SIZE = 1 << 20
 
@@ -35,123 +40,10 @@ class Readable(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """One file or directory as a location reports it (``path`` is relative, ``/``-separated).
-
-    ``mode`` holds the permission bits where the location knows them (0: unknown); it is
-    carried to copies but is not part of an entry's identity (a chmod alone is no change).
-    """
-
-    path: str
-    is_dir: bool
-    size: int = 0
-    mtime_ns: int = 0
-    mode: int = field(default=0, compare=False)
-
-
-class Unchecked(Enum):
-    """``Location.write(expect=ANY)``: replace whatever the path holds (no re-check)."""
-
-    ANY = "any"
-
-
-ANY = Unchecked.ANY
-
-
-def still_holds(found: Entry | None, expected: Entry | None) -> bool:
-    """True when ``found`` is still the entry a plan saw (``None``: nothing there)."""
-    if found is None or expected is None:
-        return found is expected
-    if found.is_dir or expected.is_dir:
-        return found.is_dir == expected.is_dir
-    return found.size == expected.size and found.mtime_ns == expected.mtime_ns
-
-
 def changed_since_planned(path: str, display: str) -> str:
     """The message of a write or delete refused because the target changed meanwhile."""
     return (f"{path!r} in {display} changed since the plan was made; it was left as it is "
             "and will be looked at again")
-
-
-def temp_name(path: str, owner: str) -> str:
-    """A fresh temporary name beside ``path`` (same folder), written by ``owner``."""
-    parent = path.rpartition("/")[0]
-    return (parent + "/" if parent else "") + f".filesync-{owner}-{secrets.token_hex(6)}.tmp"
-
-
-@dataclass
-class Listing:
-    """What one scan of a location found.
-
-    ``blind`` holds paths (files or whole subtrees) the scan could not see; nothing may be
-    concluded about them, least of all that they were deleted.
-    """
-
-    entries: dict[str, Entry] = field(default_factory=dict)
-    temps: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    blind: set[str] = field(default_factory=set)
-    #: Paths the scan saw but could not sync (links, unreadable folders, unsafe names),
-    #: with the reason; each is blind too. They keep the locations from being identical.
-    skipped: dict[str, str] = field(default_factory=dict)
-
-    def skip(self, path: str, reason: str) -> None:
-        """Record ``path`` as seen but not synced: blind, and reported with ``reason``."""
-        self.blind.add(path)
-        self.skipped[path] = reason
-
-    def sees(self, path: str) -> bool:
-        """True when this listing can speak for ``path`` (neither it nor a parent is blind)."""
-        if not self.blind:
-            return True
-        while path:
-            if path in self.blind:
-                return False
-            path = path.rpartition("/")[0]
-        return True
-
-
-#: Matches every path ``unsafe_reason`` objects to (one search instead of several checks).
-_MAYBE_UNSAFE = re.compile(r"(?:^|/)\.{0,2}(?:/|$)|[\\\x00]|^[A-Za-z]:")
-#: The same for names from a POSIX file system, where ``\\`` and ``a:`` are plain characters.
-_MAYBE_UNSAFE_POSIX = re.compile(r"(?:^|/)\.{0,2}(?:/|$)|\x00")
-
-
-def unsafe_reason(path: str, posix: bool = False) -> str | None:
-    """Why ``path`` may not be used as a relative name, or None when it is safe.
-
-    Names from archives and servers (``posix=False``) may be written by other systems, so
-    a backslash or a drive letter is refused there; in a POSIX file name both are legal.
-    """
-    if not path:
-        return "empty name"
-    if path.startswith("/"):
-        return "absolute path"
-    if not posix and re.match(r"^[A-Za-z]:", path):
-        return "absolute path"
-    if not posix and "\\" in path:
-        return "backslash in name"
-    if "\x00" in path:
-        return "NUL byte in name"
-    parts = path.split("/")
-    if any(part in ("", ".", "..") for part in parts):
-        return "empty, '.' or '..' component"
-    return None
-
-
-def is_reserved(path: str) -> bool:
-    """True for filesync's own names: the ``.filesync`` folder and temporary files."""
-    if RESERVED_DIR not in path:
-        return False
-    return (path == RESERVED_DIR or path.startswith(RESERVED_DIR + "/")
-            or TEMP_NAME.match(path.rpartition("/")[2]) is not None)
-
-
-def parents_of(path: str) -> list[str]:
-    """The parent directories of ``path``, outermost first (``a/b/c`` -> ``a``, ``a/b``)."""
-    parts = path.split("/")[:-1]
-    return ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
 
 
 class Location(ABC):
@@ -336,7 +228,7 @@ class Location(ABC):
             return marked
         listing = result.value
         kept: dict[str, Entry] = {}
-        maybe_unsafe = (_MAYBE_UNSAFE_POSIX if self.posix_names else _MAYBE_UNSAFE).search
+        maybe_unsafe = (MAYBE_UNSAFE_POSIX if self.posix_names else MAYBE_UNSAFE).search
         for path, entry in listing.entries.items():
             if is_reserved(path) or (excludes and excludes.excluded(path, entry.is_dir)):
                 continue

@@ -1,0 +1,170 @@
+"""The data model every layer shares: entries, listings, path rules and the stored state.
+
+Pure data and pure functions, standard library only: the planner works on these alone, so
+planning loads no backend and no database.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass, field
+from enum import Enum
+
+#: Top-level folder every location reserves for filesync's own data; never synced.
+RESERVED_DIR = ".filesync"
+#: Temporary files are written as ``.filesync-<owner>-<12 hex>.tmp`` beside their final
+#: name; ``owner`` (8 hex) names the sync set that writes it (see ``Location.owner``), so a
+#: run can tell its own leftovers from another engine's in-flight upload.
+TEMP_NAME = re.compile(r"^\.filesync-(?P<owner>[0-9a-f]{8})-[0-9a-f]{12}\.tmp$")
+#: Marker file that proves a location is the one filesync synced before (not an empty mount).
+MARKER = f"{RESERVED_DIR}/marker"
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One file or directory as a location reports it (``path`` is relative, ``/``-separated).
+
+    ``mode`` holds the permission bits where the location knows them (0: unknown); it is
+    carried to copies but is not part of an entry's identity (a chmod alone is no change).
+    """
+
+    path: str
+    is_dir: bool
+    size: int = 0
+    mtime_ns: int = 0
+    mode: int = field(default=0, compare=False)
+
+
+class Unchecked(Enum):
+    """``Location.write(expect=ANY)``: replace whatever the path holds (no re-check)."""
+
+    ANY = "any"
+
+
+ANY = Unchecked.ANY
+
+
+def still_holds(found: Entry | None, expected: Entry | None) -> bool:
+    """True when ``found`` is still the entry a plan saw (``None``: nothing there)."""
+    if found is None or expected is None:
+        return found is expected
+    if found.is_dir or expected.is_dir:
+        return found.is_dir == expected.is_dir
+    return found.size == expected.size and found.mtime_ns == expected.mtime_ns
+
+
+def temp_name(path: str, owner: str) -> str:
+    """A fresh temporary name beside ``path`` (same folder), written by ``owner``."""
+    parent = path.rpartition("/")[0]
+    return (parent + "/" if parent else "") + f".filesync-{owner}-{secrets.token_hex(6)}.tmp"
+
+
+@dataclass
+class Listing:
+    """What one scan of a location found.
+
+    ``blind`` holds paths (files or whole subtrees) the scan could not see; nothing may be
+    concluded about them, least of all that they were deleted.
+    """
+
+    entries: dict[str, Entry] = field(default_factory=dict)
+    temps: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    blind: set[str] = field(default_factory=set)
+    #: Paths the scan saw but could not sync (links, unreadable folders, unsafe names),
+    #: with the reason; each is blind too. They keep the locations from being identical.
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    def skip(self, path: str, reason: str) -> None:
+        """Record ``path`` as seen but not synced: blind, and reported with ``reason``."""
+        self.blind.add(path)
+        self.skipped[path] = reason
+
+    def sees(self, path: str) -> bool:
+        """True when this listing can speak for ``path`` (neither it nor a parent is blind)."""
+        if not self.blind:
+            return True
+        while path:
+            if path in self.blind:
+                return False
+            path = path.rpartition("/")[0]
+        return True
+
+
+#: Matches every path ``unsafe_reason`` objects to (one search instead of several checks).
+MAYBE_UNSAFE = re.compile(r"(?:^|/)\.{0,2}(?:/|$)|[\\\x00]|^[A-Za-z]:")
+#: The same for names from a POSIX file system, where ``\\`` and ``a:`` are plain characters.
+MAYBE_UNSAFE_POSIX = re.compile(r"(?:^|/)\.{0,2}(?:/|$)|\x00")
+
+
+def unsafe_reason(path: str, posix: bool = False) -> str | None:
+    """Why ``path`` may not be used as a relative name, or None when it is safe.
+
+    Names from archives and servers (``posix=False``) may be written by other systems, so
+    a backslash or a drive letter is refused there; in a POSIX file name both are legal.
+    """
+    if not path:
+        return "empty name"
+    if path.startswith("/"):
+        return "absolute path"
+    if not posix and re.match(r"^[A-Za-z]:", path):
+        return "absolute path"
+    if not posix and "\\" in path:
+        return "backslash in name"
+    if "\x00" in path:
+        return "NUL byte in name"
+    parts = path.split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        return "empty, '.' or '..' component"
+    return None
+
+
+def is_reserved(path: str) -> bool:
+    """True for filesync's own names: the ``.filesync`` folder and temporary files."""
+    if RESERVED_DIR not in path:
+        return False
+    return (path == RESERVED_DIR or path.startswith(RESERVED_DIR + "/")
+            or TEMP_NAME.match(path.rpartition("/")[2]) is not None)
+
+
+def parents_of(path: str) -> list[str]:
+    """The parent directories of ``path``, outermost first (``a/b/c`` -> ``a``, ``a/b``)."""
+    parts = path.split("/")[:-1]
+    return ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
+
+
+@dataclass(slots=True)
+class Agreed:
+    """The content all locations last agreed on for one path (or its deletion).
+
+    Each agreement has a generation number (``gen``); a kept old copy of a file is a
+    *version* (``filesync.versions``), which is another thing.
+    """
+
+    gen: int
+    deleted: bool
+    is_dir: bool
+    size: int = 0
+    mtime_ns: int = 0
+    sha256: str | None = None
+    #: An unresolved conflict left alone by ``--conflict manual``.
+    conflict: bool = False
+
+
+@dataclass(slots=True)
+class Record:
+    """What one location held of a path when it was last in sync, as that location reports it."""
+
+    gen: int
+    is_dir: bool
+    size: int = 0
+    mtime_ns: int = 0
+
+
+@dataclass(slots=True)
+class PathState:
+    """The stored base of one path: its version and each location's record."""
+
+    agreed: Agreed | None = None
+    records: dict[str, Record] = field(default_factory=dict)
