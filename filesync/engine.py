@@ -94,7 +94,7 @@ class Engine:
                                  keep_both=options.conflict == "keep-both",
                                  labels=location_labels(locations),
                                  retention=(options.keep_versions, options.keep_days))
-        self._tolerance = {loc.key: loc.mtime_tolerance_ns for loc in locations}
+        self._tolerance = {loc.key: loc.capabilities.mtime_tolerance_ns for loc in locations}
 
     def start(self) -> None:
         """Check markers and prune old versions: the work before the first round."""
@@ -109,12 +109,11 @@ class Engine:
             location = self.locations[key]
             if not location.probe().ok:
                 continue
-            begun = location.begin_batch()
-            if begun.ok:
-                self.executor.prune([key])
-            ended = location.end_batch()
-            for result in (begun, ended):
-                if not result.ok:
+            with location.batch() as batch:
+                if batch.begun.ok:
+                    self.executor.prune([key])
+            for result in (batch.begun, batch.ended):
+                if result is not None and not result.ok:
                     log.warning("pruning old versions in %s: %s", location.display,
                                 result.message)
 
@@ -125,7 +124,7 @@ class Engine:
             return location.list(self.options.excludes)
 
         locations = list(self.locations.values())
-        if any(location.remote for location in locations):
+        if any(location.capabilities.remote for location in locations):
             with ThreadPoolExecutor(len(locations), thread_name_prefix="filesync-list") as pool:
                 results = list(pool.map(one, locations))
         else:
@@ -137,7 +136,7 @@ class Engine:
                 listings[location.key] = result.value
                 for warning in result.value.warnings:
                     log.warning("%s", warning)
-            elif (self.options.dry_run and location.marker_id is None
+            elif (self.options.dry_run and location.marker is None
                     and location.will_be_created()):
                 log.info("%s does not exist yet; it would be created", location.display)
                 listings[location.key] = Listing()
@@ -159,7 +158,8 @@ class Engine:
             location = self.locations[key]
             for temp in listing.temps:
                 match = TEMP_NAME.match(temp.rpartition("/")[2])
-                if location.temps_locked or (match and match["owner"] == location.owner):
+                own = match is not None and match["owner"] == location.owner
+                if own or location.capabilities.temps_locked:
                     removed = location.delete(temp)
                     if removed.ok:
                         log.info("removed stale temporary file %s in %s", temp, key)
@@ -313,7 +313,7 @@ class Engine:
                 log.info("%s is available again; syncing everything", display)
                 full_round = True
                 location = self.locations[event.location]
-                if location.marker_id is None:  # it was out of reach at start
+                if location.marker is None:  # it was out of reach at start
                     adopt_markers([location], self.store, self.options.force,
                                   self.options.dry_run)
             else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import itertools
@@ -12,7 +13,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
-from filesync.locations.base import Location
+from filesync.locations.base import Batch, Location
 from filesync.model import Entry, Record, still_holds
 from filesync.planner import Action, Decision, Op, Plan, record_of
 from filesync.result import Err, Ok, Result
@@ -168,8 +169,9 @@ class Executor:
         def one(item: tuple[str, str]) -> Result[str]:
             return self.locations[item[0]].sha256(item[1])
 
-        remote = [item for item in wanted if self.locations[item[0]].remote]
-        results = {item: one(item) for item in wanted if not self.locations[item[0]].remote}
+        remote = [item for item in wanted if self.locations[item[0]].capabilities.remote]
+        results = {item: one(item) for item in wanted
+                   if not self.locations[item[0]].capabilities.remote}
         if remote:
             with ThreadPoolExecutor(self.workers, thread_name_prefix="filesync-hash") as pool:
                 results.update(zip(remote, pool.map(one, remote), strict=True))
@@ -197,20 +199,21 @@ class Executor:
             for decision in plan.decisions:
                 self._start_decision(decision)
         actions = plan.actions()
-        involved = {a.target for a in actions}
-        for key in sorted(involved):
-            begun = self.locations[key].begin_batch()
-            if not begun.ok:
-                log.error("%s", begun.message)
+        involved = sorted({a.target for a in actions})
         pending_by_location: dict[str, list[tuple[Action, Entry | None]]] = {}
+        batches: dict[str, Batch] = {}
         with self.store.batch():
-            try:
+            with contextlib.ExitStack() as stack:
+                for key in involved:
+                    batch = batches[key] = stack.enter_context(self.locations[key].batch())
+                    if not batch.begun.ok:
+                        log.error("%s", batch.begun.message)
                 self._run(actions, decisions, outcome, pending_by_location)
-                # Inside the round's batch, so a batched backend (ZIP) rewrites once.
+                # Inside the round's batch, so a transactional backend (ZIP) rewrites once.
                 self.prune(self.versioned)
-            finally:
-                for key in sorted(involved):
-                    self._end_batch(key, decisions, outcome, pending_by_location.get(key, []))
+            for key in involved:
+                self._settle(key, batches[key], decisions, outcome,
+                             pending_by_location.get(key, []))
         for failure in outcome.failures:
             self.stats.errors += 1
             log.error("failed: %s in %s: %s", failure.path, failure.location, failure.message)
@@ -238,8 +241,8 @@ class Executor:
                         decision.path, loser, decision.winner)
 
     def _remote(self, action: Action) -> bool:
-        return self.locations[action.target].remote or (
-            action.source is not None and self.locations[action.source].remote)
+        return self.locations[action.target].capabilities.remote or (
+            action.source is not None and self.locations[action.source].capabilities.remote)
 
     def _run(self, actions: list[Action], decisions: Mapping[str, Decision], outcome: Outcome,
              pending: dict[str, list[tuple[Action, Entry | None]]]) -> None:
@@ -290,24 +293,24 @@ class Executor:
             if not self.stop.is_set():
                 outcome.failures.append(Failure(action.path, action.target, result.message))
             return
-        if self.locations[action.target].batched:
+        if self.locations[action.target].capabilities.transactional:
             pending.setdefault(action.target, []).append((action, result.value))
         else:
             self._record(action, result.value, decisions[action.path])
 
-    def _end_batch(self, key: str, decisions: Mapping[str, Decision], outcome: Outcome,
-                   pending: list[tuple[Action, Entry | None]]) -> None:
-        ended = self.locations[key].end_batch()
-        if not ended.ok:
+    def _settle(self, key: str, batch: Batch, decisions: Mapping[str, Decision],
+                outcome: Outcome, pending: list[tuple[Action, Entry | None]]) -> None:
+        """Record what a transactional location's batch landed; the rest are failures."""
+        ended = batch.ended
+        if ended is not None and not ended.ok:
             for action, _ in pending:
                 outcome.failures.append(Failure(action.path, key, ended.message))
             if not pending:
                 log.error("%s", ended.message)
             return
-        refused = self.locations[key].batch_refusals()
         for action, entry in pending:
-            if action.path in refused:
-                outcome.failures.append(Failure(action.path, key, refused[action.path]))
+            if action.path in batch.refused:
+                outcome.failures.append(Failure(action.path, key, batch.refused[action.path]))
             else:
                 self._record(action, entry, decisions[action.path])
 
@@ -388,7 +391,7 @@ class Executor:
         if not opened.ok:
             return opened
         recheck = None
-        if not source.remote:
+        if not source.capabilities.remote:
             # A local file can be rewritten in place while it is read. (A remote source is
             # not looked at again: that would need a second connection per transfer; its
             # byte count is still checked.)

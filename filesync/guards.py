@@ -2,55 +2,18 @@
 
 from __future__ import annotations
 
-import io
 import logging
-import time
-import uuid
 from collections.abc import Mapping, Sequence
 
 from filesync.locations.base import Location
 from filesync.model import MARKER
 from filesync.planner import Op, Plan
-from filesync.result import Err, Ok, Result
 from filesync.state import StateStore
 
 log = logging.getLogger("filesync")
 
 #: Fewer deletions than this in one location never trip the mass-delete guard.
 MASS_DELETE_MINIMUM = 10
-
-
-def read_marker(location: Location) -> Result[str | None]:
-    """The id in the location's marker file, ``None`` when there is none."""
-    found = location.stat(MARKER)
-    if not found.ok:
-        return found
-    if found.value is None:
-        return Ok(None)
-    opened = location.open_read(MARKER)
-    if not opened.ok:
-        return opened
-    try:
-        with opened.value as stream:
-            text = stream.read(200).decode("ascii", "replace").strip()
-    except OSError as exc:
-        return Err(f"cannot read {MARKER} in {location.display}: {exc}")
-    return Ok(text or None)
-
-
-def write_marker(location: Location) -> Result[str]:
-    """Write a new marker id into the location."""
-    marker = uuid.uuid4().hex
-    begun = location.begin_batch()
-    if not begun.ok:
-        return begun
-    written = location.write(MARKER, io.BytesIO(f"{marker}\n".encode()), time.time_ns())
-    ended = location.end_batch()
-    if not written.ok:
-        return written
-    if not ended.ok:
-        return ended
-    return Ok(marker)
 
 
 def adopt_markers(locations: Sequence[Location], store: StateStore, force: bool,
@@ -63,16 +26,16 @@ def adopt_markers(locations: Sequence[Location], store: StateStore, force: bool,
     """
     for location in locations:
         expected = store.marker(location.key)
-        found = read_marker(location)
+        found = location.read_marker()
         if not found.ok:
             log.warning("cannot check the marker of %s: %s", location.display, found.message)
-            location.marker_id = expected
+            location.expect_marker(expected)
             continue
         if expected is not None and found.value == expected:
-            location.marker_id = expected
+            location.expect_marker(expected)
             continue
         if expected is not None and not force:
-            location.marker_id = expected
+            location.expect_marker(expected)
             what = "lost its marker" if found.value is None else "has another location's marker"
             log.error("%s %s (%s): is a disk not mounted, or does the path point somewhere "
                       "else? It is left alone and nothing is deleted because of it; if it "
@@ -83,7 +46,7 @@ def adopt_markers(locations: Sequence[Location], store: StateStore, force: bool,
             continue
         marker = found.value
         if marker is None:
-            written = write_marker(location)
+            written = location.write_marker()
             if not written.ok:
                 log.error("cannot write the marker of %s: %s", location.display,
                           written.message)
@@ -94,7 +57,7 @@ def adopt_markers(locations: Sequence[Location], store: StateStore, force: bool,
                         "nothing is deleted because of what it lacks)", location.display)
             store.forget_location(location.key)
         store.set_marker(location.key, marker)
-        location.marker_id = marker
+        location.expect_marker(marker)
 
 
 class DeleteGuard:

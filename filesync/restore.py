@@ -159,19 +159,22 @@ def _run(location: Location, args: argparse.Namespace) -> int:
         return 1
     now = dt.datetime.now(dt.timezone.utc)
     failures = 0
-    begun = location.begin_batch()
-    if not begun.ok:
-        log.error("%s", begun.message)
+    with location.batch() as batch:
+        if not batch.begun.ok:
+            log.error("%s", batch.begun.message)
+            return 1
+        for version in chosen:
+            result = _bring_back(location, version, now)
+            if result.ok:
+                log.info("restored %s as it was before %s", version.path,
+                         _local(version.superseded))
+            else:
+                failures += 1
+                log.error("cannot restore %s: %s", version.path, result.message)
+    if batch.ended is not None and not batch.ended.ok:
+        log.error("%s", batch.ended.message)
         return 1
-    for version in chosen:
-        result = _bring_back(location, version, now)
-        if result.ok:
-            log.info("restored %s as it was before %s", version.path, _local(version.superseded))
-        else:
-            failures += 1
-            log.error("cannot restore %s: %s", version.path, result.message)
-    ended = location.end_batch()
-    if not ended.ok:
-        log.error("%s", ended.message)
-        return 1
+    for path, why in batch.refused.items():
+        failures += 1
+        log.error("cannot restore %s: %s", path, why)
     return 1 if failures else 0

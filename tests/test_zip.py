@@ -677,7 +677,7 @@ def test_marker_and_probe(archive):
     loc = location(archive)
     assert loc.probe().ok
     write(loc, MARKER, b"id\n")
-    loc.marker_id = "id"
+    loc.expect_marker("id")
     assert loc.probe().ok
     assert loc.delete(MARKER).ok
     assert not loc.probe().ok

@@ -68,7 +68,7 @@ def test_zip_u_within_two_seconds_with_the_same_size_is_a_change(tmp_path):
 
 
 def test_the_location_compares_its_own_times_exactly():
-    assert location(Path("/nowhere/x.zip")).mtime_tolerance_ns == 0
+    assert location(Path("/nowhere/x.zip")).capabilities.mtime_tolerance_ns == 0
 
 
 @pytest.mark.parametrize("mtime_ns", [

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import secrets
+import time
+import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, ClassVar, Protocol
 
 from filesync.excludes import Excludes
+from filesync.locations.capabilities import Capabilities
 from filesync.model import (  # noqa: F401 - re-exported for the backends
     ANY,
     MARKER,
@@ -26,7 +32,7 @@ from filesync.model import (  # noqa: F401 - re-exported for the backends
     temp_name,
     unsafe_reason,
 )
-from filesync.result import Err, Ok, Result
+from filesync.result import Err, ErrorKind, Ok, Result, kind_of
 
 #: Copies move data in pieces of this size, so memory stays bounded for any file size.
 CHUNK_SIZE = 1 << 20
@@ -46,6 +52,15 @@ def changed_since_planned(path: str, display: str) -> str:
             "and will be looked at again")
 
 
+@dataclass
+class Batch:
+    """What ``Location.batch()`` reports: whether the group began, landed, and what it refused."""
+
+    begun: Result[None]
+    ended: Result[None] | None = None
+    refused: dict[str, str] = field(default_factory=dict)
+
+
 class Location(ABC):
     """A place files live in: a folder, a ZIP archive, an FTP server, ...
 
@@ -56,19 +71,8 @@ class Location(ABC):
 
     #: Short name of the backend, as in the location string (``folder``, ``zip``, ``ftp``).
     kind: ClassVar[str]
-    #: How far apart two mtimes may be and still count as equal on this backend.
-    mtime_tolerance_ns: ClassVar[int] = 0
-    #: True when writes only land at ``end_batch`` (the engine then records them after it).
-    batched: ClassVar[bool] = False
-    #: True for network backends: round trips dominate, so the engine lists and transfers
-    #: in parallel threads. Local backends are driven from one thread, which is faster
-    #: for them (no contention for the interpreter lock).
-    remote: ClassVar[bool] = False
-    #: True when every temporary file a listing reports is known to be abandoned (no
-    #: running filesync holds it, e.g. by a lock); otherwise only this sync set's own are.
-    temps_locked: ClassVar[bool] = False
-    #: True where names are POSIX file names (``\\`` and ``a:`` are ordinary characters).
-    posix_names: ClassVar[bool] = False
+    #: What the backend can do beyond the core; the engine reads only this.
+    capabilities: ClassVar[Capabilities] = Capabilities()
 
     def __init__(self, key: str, display: str) -> None:
         self.key = key
@@ -76,9 +80,9 @@ class Location(ABC):
         #: Written into temporary names (``TEMP_NAME``). The engine sets one id per sync set
         #: (kept in its state), so a later run recognises its own leftovers.
         self.owner = secrets.token_hex(4)
-        #: Set once the location's marker is known: from then on a listing or probe that
-        #: does not find ``.filesync/marker`` fails (an unmounted disk is not an empty one).
-        self.marker_id: str | None = None
+        #: Set once the location's marker is known (``expect_marker``): from then on a
+        #: listing or probe that does not find it fails (an unmounted disk is not empty).
+        self._marker: str | None = None
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.display}>"
@@ -108,21 +112,77 @@ class Location(ABC):
     def close(self) -> None:
         """Release connections or handles; the default has none."""
 
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[Batch]:
+        """One group of changes: the only way callers batch.
+
+        Within it, what the backend caches about the location stays valid; a
+        transactional backend (``capabilities.transactional``) applies the changes
+        together when it closes. The yielded ``Batch`` says afterwards whether the group
+        began and landed, and which staged changes were refused at the end.
+        """
+        outcome = Batch(self.begin_batch())
+        try:
+            yield outcome
+        finally:
+            outcome.ended = self.end_batch()
+            outcome.refused = self.batch_refusals() if outcome.ended.ok else {}
+
     def begin_batch(self) -> Result[None]:
-        """Start a group of changes that a backend may apply together."""
+        """Hook for backends, called by ``batch()``: start a group of changes."""
         return Ok(None)
 
     def end_batch(self) -> Result[None]:
-        """Finish the group of changes started by ``begin_batch``."""
+        """Hook for backends, called by ``batch()``: finish the group of changes."""
         return Ok(None)
 
     def batch_refusals(self) -> dict[str, str]:
-        """Changes of the last batch that did not land at ``end_batch`` (path -> why).
+        """Hook for backends: changes of the last batch that did not land (path -> why).
 
-        A batched backend refuses a staged change whose target another program changed
-        before the batch landed; the rest of the batch still lands.
+        A transactional backend refuses a staged change whose target another program
+        changed before the batch landed; the rest of the batch still lands.
         """
         return {}
+
+    # ----- the marker -------------------------------------------------------------------
+    @property
+    def marker(self) -> str | None:
+        """The marker id this location must carry, once known (see ``expect_marker``)."""
+        return self._marker
+
+    def expect_marker(self, marker: str | None) -> None:
+        """From now on, fail listings and probes unless ``.filesync/marker`` holds ``marker``."""
+        self._marker = marker
+
+    def read_marker(self) -> Result[str | None]:
+        """The id in this location's marker file, ``None`` when there is none."""
+        found = self.stat(MARKER)
+        if not found.ok:
+            return found
+        if found.value is None:
+            return Ok(None)
+        opened = self.open_read(MARKER)
+        if not opened.ok:
+            return opened
+        try:
+            with opened.value as stream:
+                text = stream.read(200).decode("ascii", "replace").strip()
+        except OSError as exc:
+            return Err(f"cannot read {MARKER} in {self.display}: {exc}", kind_of(exc))
+        return Ok(text or None)
+
+    def write_marker(self) -> Result[str]:
+        """Write a new marker id into this location (and expect it from now on)."""
+        marker = uuid.uuid4().hex
+        with self.batch() as batch:
+            written = (self.write(MARKER, io.BytesIO(f"{marker}\n".encode()), time.time_ns())
+                       if batch.begun.ok else batch.begun)
+        if not written.ok:
+            return written
+        if batch.ended is not None and not batch.ended.ok:
+            return batch.ended
+        self._marker = marker
+        return Ok(marker)
 
     def probe(self) -> Result[None]:
         """Check that the location is reachable and its root is there, right now.
@@ -136,7 +196,7 @@ class Location(ABC):
 
     def check_marker(self) -> Result[None]:
         """Fail when the marker this location had is gone (or cannot be looked at)."""
-        if self.marker_id is None:
+        if self._marker is None:
             return Ok(None)
         found = self.stat(MARKER)
         if not found.ok:
@@ -144,7 +204,8 @@ class Location(ABC):
         if found.value is None or found.value.is_dir:
             return Err(f"{self.display} has lost its marker {MARKER}: is a disk not mounted, "
                        "or does the path point somewhere else? Nothing is deleted because of "
-                       "it; if the location really was emptied, run again with --force")
+                       "it; if the location really was emptied, run again with --force",
+                       ErrorKind.UNAVAILABLE)
         return Ok(None)
 
     def name_problem(self, path: str) -> str | None:
@@ -228,12 +289,13 @@ class Location(ABC):
             return marked
         listing = result.value
         kept: dict[str, Entry] = {}
-        maybe_unsafe = (MAYBE_UNSAFE_POSIX if self.posix_names else MAYBE_UNSAFE).search
+        maybe_unsafe = (MAYBE_UNSAFE_POSIX if self.capabilities.posix_names
+                        else MAYBE_UNSAFE).search
         for path, entry in listing.entries.items():
             if is_reserved(path) or (excludes and excludes.excluded(path, entry.is_dir)):
                 continue
             if maybe_unsafe(path):
-                reason = unsafe_reason(path, self.posix_names)
+                reason = unsafe_reason(path, self.capabilities.posix_names)
                 if reason:
                     listing.skip(path, f"unsafe name ({reason})")
                     continue

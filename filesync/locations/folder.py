@@ -25,6 +25,7 @@ from filesync.locations.base import (
     still_holds,
     temp_name,
 )
+from filesync.locations.capabilities import Capabilities
 from filesync.locations.spec import FolderSpec
 from filesync.result import Err, Ok, Result
 
@@ -66,7 +67,7 @@ class FolderLocation(Location):
     """A directory tree on a local file system; mtimes are exact (nanoseconds)."""
 
     kind = "folder"
-    posix_names = os.name == "posix"
+    capabilities = Capabilities(keeps_permissions=True, posix_names=os.name == "posix")
 
     def __init__(self, spec: FolderSpec) -> None:
         super().__init__(spec.key, spec.display)

@@ -38,6 +38,7 @@ from filesync.locations.base import (
     still_holds,
     temp_name,
 )
+from filesync.locations.capabilities import Capabilities
 from filesync.locations.ftplisting import (
     DIR,
     FILE,
@@ -100,8 +101,10 @@ class FtpLocation(Location):
     """A directory on an FTP or FTPS server; mtimes are whole seconds (1 s tolerance)."""
 
     kind = "ftp"
-    mtime_tolerance_ns = 1_000_000_000
-    remote = True
+    # A replaced file is briefly absent between two renames (FTP has no atomic exchange).
+    capabilities = Capabilities(mtime_precision_ns=1_000_000_000,
+                                mtime_tolerance_ns=1_000_000_000, remote=True,
+                                atomic_replace=False)
 
     def __init__(self, spec: FtpSpec, settings: Settings,
                  keepalive: float = KEEPALIVE_SECONDS) -> None:
@@ -193,7 +196,7 @@ class FtpLocation(Location):
 
     def probe(self) -> Result[None]:
         """One round trip: the marker when there is one (it proves the root), else CWD."""
-        if self.marker_id is None:
+        if self.marker is None:
             try:
                 self._run(lambda client: client.voidcmd("CWD " + self._remote("")))
             except (FtpFailure, ftplib.Error, OSError, EOFError) as exc:

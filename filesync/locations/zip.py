@@ -39,6 +39,7 @@ from filesync.locations.base import (
     temp_name,
     unsafe_reason,
 )
+from filesync.locations.capabilities import Capabilities
 from filesync.locations.folder import open_regular
 from filesync.locations.spec import ZipSpec
 from filesync.locations.zipnames import zip_name_problem
@@ -752,10 +753,10 @@ class ZipLocation(Location):
     """A ZIP archive whose members are the files; see the module docstring."""
 
     kind = "zip"
-    batched = True
     # No mtime tolerance: a member reports the same time on every scan (whole UTC seconds
     # from 0x5455, else its DOS time), so the archive's own entries compare exactly.
-    temps_locked = True
+    capabilities = Capabilities(mtime_precision_ns=1_000_000_000, transactional=True,
+                                keeps_permissions=True, temps_locked=True)
 
     def __init__(self, spec: ZipSpec) -> None:
         super().__init__(spec.key, spec.display)
