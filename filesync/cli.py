@@ -23,7 +23,7 @@ from filesync.excludes import build_excludes, read_list_file
 from filesync.locations import Location, Settings, open_location, parse_location
 from filesync.locations.spec import mask_secrets
 from filesync.logsetup import setup_logging
-from filesync.result import Err, Ok, Result
+from filesync.result import Err, ErrorKind, Ok, Result
 from filesync.state import StateStore, default_state_path, failure_message
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -311,7 +311,11 @@ def _run(locations: list[Location], options: Options, state_path: Path, once: bo
         # A one-way source is read only: never created or otherwise prepared.
         for location in locations[1:] if options.one_way else locations:
             prepared = location.prepare()
-            if not prepared.ok:
+            if not prepared.ok and prepared.kind is ErrorKind.UNAVAILABLE:
+                # Out of reach now is not a usage error: it is skipped until it answers.
+                log.warning("%s is not reachable now (%s); it is skipped until it answers",
+                            location.display, prepared.message)
+            elif not prepared.ok:
                 log.error("%s", prepared.message)
                 store.close()
                 return EXIT_USAGE
