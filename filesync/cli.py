@@ -18,11 +18,13 @@ from types import FrameType
 
 from filesync import __version__
 from filesync.cli_input import check_group, prompt_locations
+from filesync.concurrency import Concurrency
 from filesync.engine import Engine, Options
 from filesync.excludes import build_excludes, read_list_file
 from filesync.locations import Location, Settings, open_location, parse_location
 from filesync.locations.spec import mask_secrets
 from filesync.logsetup import setup_logging
+from filesync.report import print_plan, summary
 from filesync.result import Err, ErrorKind, Ok, Result
 from filesync.state import StateStore, default_state_path, failure_message
 
@@ -180,7 +182,9 @@ def _options(args: argparse.Namespace) -> Result[Options]:
     if not excludes.ok:
         return excludes
     return Ok(Options(interval=args.interval, dry_run=args.dry_run, one_way=args.one_way,
-                      excludes=excludes.value, workers=args.workers, conflict=args.conflict,
+                      excludes=excludes.value,
+                      concurrency=Concurrency(args.workers, args.ftp_connections),
+                      conflict=args.conflict,
                       keep_versions=args.keep_versions, keep_days=args.keep_days,
                       max_delete=args.max_delete, force=args.force))
 
@@ -236,7 +240,8 @@ def _prepare(args: argparse.Namespace) -> Result[tuple[list[Location], Options]]
         if not from_file.ok:
             return from_file
         texts += from_file.value
-    settings = Settings(ftp_connections=args.ftp_connections, ca_file=args.ca_file,
+    settings = Settings(ftp_connections=options.value.concurrency.connections,
+                        ca_file=args.ca_file,
                         insecure_tls=args.insecure, interactive=sys.stdin.isatty())
     opened = _open_all(texts, settings)
     if not opened.ok:
@@ -327,6 +332,8 @@ def _run(locations: list[Location], options: Options, state_path: Path, once: bo
         engine = Engine(locations, store, options, stop)
         engine.start()
         report = engine.run_round()
+        if options.dry_run:
+            print_plan(report.plan)
         if not once and not stop.is_set():
             engine.watch(report)
     except sqlite3.Error as exc:
@@ -337,7 +344,7 @@ def _run(locations: list[Location], options: Options, state_path: Path, once: bo
         with contextlib.suppress(sqlite3.Error):
             store.close()
         if engine is not None and not options.dry_run:
-            log.info("summary: %s in %.1f s", engine.stats.summary(), time.monotonic() - started)
+            log.info("summary: %s in %.1f s", summary(engine.stats), time.monotonic() - started)
     if engine.refused or (once and not report.identical):
         return EXIT_FAILED
     return EXIT_OK

@@ -8,15 +8,15 @@ import re
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from filesync.concurrency import Concurrency, parallel_map
 from filesync.excludes import Excludes
 from filesync.executor import Executor, Stats
 from filesync.guards import DeleteGuard, adopt_markers
 from filesync.locations.base import Location
 from filesync.model import TEMP_NAME, Entry, Listing
-from filesync.planner import Op, Plan, PlanInput, plan
+from filesync.planner import Plan, PlanInput, plan
 from filesync.result import Result
 from filesync.state import StateStore
 from filesync.versions import version_path
@@ -38,7 +38,7 @@ class Options:
     dry_run: bool = False
     one_way: bool = False
     excludes: Excludes = field(default_factory=Excludes)
-    workers: int = 4
+    concurrency: Concurrency = field(default_factory=Concurrency)
     conflict: str = "newest"
     keep_versions: int = 10
     keep_days: float = 30.0
@@ -90,7 +90,7 @@ class Engine:
         self._watchers: dict[str, Watcher] = {}
         #: Our writes before the watchers started: folded into their first baseline.
         self._own_writes: dict[str, dict[str, Entry | None]] = {}
-        self.executor = Executor(self.locations, store, stop, self.stats, options.workers,
+        self.executor = Executor(self.locations, store, stop, self.stats, options.concurrency,
                                  keep_both=options.conflict == "keep-both",
                                  labels=location_labels(locations),
                                  retention=(options.keep_versions, options.keep_days))
@@ -124,11 +124,8 @@ class Engine:
             return location.list(self.options.excludes)
 
         locations = list(self.locations.values())
-        if any(location.capabilities.remote for location in locations):
-            with ThreadPoolExecutor(len(locations), thread_name_prefix="filesync-list") as pool:
-                results = list(pool.map(one, locations))
-        else:
-            results = [one(location) for location in locations]
+        results = parallel_map(one, locations, self.options.concurrency.listing_threads(
+            locations), "list")
         listings: dict[str, Listing | None] = {}
         for location, result in zip(locations, results, strict=True):
             listings[location.key] = None
@@ -216,8 +213,7 @@ class Engine:
         if paths is None:
             self.stats.skipped = len(skipped)
         if self.options.dry_run:
-            print_plan(current_plan)
-            return report
+            return report  # the command line prints the plan
         if not self.options.force:
             refusals = self.guard.problems(current_plan, self.store.file_counts(),
                                            time.monotonic(), _file_counts(listings))
@@ -401,21 +397,3 @@ def _drain(events: queue.Queue[WatchEvent], stop: threading.Event) -> list[Watch
             batch.append(events.get_nowait())
         except queue.Empty:
             return batch
-
-
-def print_plan(current: Plan) -> None:
-    """Print what a round would do (``--dry-run``), one line per action."""
-    actions = current.actions()
-    for decision in current.decisions:
-        for loser in decision.conflicts:
-            print(f"conflict {decision.path}: the edit in {loser} would lose to "
-                  f"{decision.winner}")
-    for action in actions:
-        if action.op is Op.COPY:
-            print(f"copy {action.path}  {action.source} -> {action.target}")
-        elif action.op is Op.MKDIR:
-            print(f"mkdir {action.path}  in {action.target}")
-        else:
-            suffix = "/" if action.op is Op.RMDIR else ""
-            print(f"delete {action.path}{suffix}  in {action.target}")
-    print(f"dry run: {len(actions)} actions planned, nothing changed")

@@ -13,6 +13,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
+from filesync.concurrency import Concurrency, parallel_map
 from filesync.locations.base import Batch, Location
 from filesync.model import Entry, Record, still_holds
 from filesync.planner import Action, Decision, Op, Plan, record_of
@@ -38,13 +39,6 @@ class Stats:
     conflict_copies: int = 0
     #: Paths seen but not synced in the last full round (links, unsafe or unholdable names).
     skipped: int = 0
-
-    def summary(self) -> str:
-        """One line for the log."""
-        return (f"{self.copied} copied, {self.deleted} deleted, {self.folders_made} folders "
-                f"made, {self.folders_removed} folders removed, {self.conflicts} conflicts, "
-                f"{self.errors} errors, {self.skipped} skipped, {_size(self.bytes_moved)} "
-                f"moved, {self.versions_kept} old versions kept")
 
 
 @dataclass
@@ -112,15 +106,6 @@ class _CheckedReader:
         self._stream.close()
 
 
-def _size(count: int) -> str:
-    value = float(count)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{count} B"
-
-
 def _phase(action: Action) -> tuple[int, int]:
     """The phase of an action; actions of one phase never depend on each other.
 
@@ -135,14 +120,16 @@ class Executor:
     """Runs plans against the locations and keeps the state store in step."""
 
     def __init__(self, locations: Mapping[str, Location], store: StateStore,
-                 stop: threading.Event, stats: Stats, workers: int = 4,
+                 stop: threading.Event, stats: Stats,
+                 concurrency: Concurrency | None = None,
                  keep_both: bool = False, labels: Mapping[str, str] | None = None,
                  retention: tuple[int, float] = (10, 30.0)) -> None:
         self.locations = locations
         self.store = store
         self.stop = stop
         self.stats = stats
-        self.workers = max(1, workers)
+        self.concurrency = concurrency or Concurrency()
+        self.workers = self.concurrency.transfers
         #: ``--conflict keep-both``: a losing edit is kept under a visible conflict name.
         self.keep_both = keep_both
         self.labels = labels or {}
@@ -172,9 +159,8 @@ class Executor:
         remote = [item for item in wanted if self.locations[item[0]].capabilities.remote]
         results = {item: one(item) for item in wanted
                    if not self.locations[item[0]].capabilities.remote}
-        if remote:
-            with ThreadPoolExecutor(self.workers, thread_name_prefix="filesync-hash") as pool:
-                results.update(zip(remote, pool.map(one, remote), strict=True))
+        results.update(zip(remote, parallel_map(one, remote, self.workers, "hash"),
+                           strict=True))
         for item, result in results.items():
             if result.ok:
                 found[item] = result.value
@@ -251,7 +237,7 @@ class Executor:
         Within a phase no action depends on another, so those touching a remote location
         run in parallel (round trips dominate there); local ones run on this thread.
         """
-        with ThreadPoolExecutor(self.workers, thread_name_prefix="filesync-transfer") as pool:
+        with self.concurrency.transfer_pool("transfer") as pool:
             for _, grouped in itertools.groupby(actions, key=_phase):
                 phase = list(grouped)
                 for action in phase:
