@@ -24,10 +24,11 @@ from filesync.locations.base import (
     parents_of,
     still_holds,
     temp_name,
+    unsafe_reason,
 )
 from filesync.locations.capabilities import Capabilities
 from filesync.locations.spec import FolderSpec
-from filesync.result import Err, Ok, Result
+from filesync.result import Err, ErrorKind, Ok, Result, kind_of
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _NONBLOCK = getattr(os, "O_NONBLOCK", 0)
@@ -84,22 +85,56 @@ class FolderLocation(Location):
         return self._prefix + path
 
     def _fail(self, action: str, path: str, exc: OSError) -> Err:
+        """An ``Err`` of the kind ``exc`` shows.
+
+        A path missing because the root is missing means the whole folder is unavailable
+        (deleted, or a disk not mounted), not that one path is absent.
+        """
         reason = exc.strerror or str(exc)
         where = f"{path!r} in {self.display}" if path else self.display
-        return Err(f"cannot {action} {where}: {reason}")
+        kind = kind_of(exc)
+        if isinstance(exc, NotRegularFileError):
+            kind = ErrorKind.INVALID
+        elif kind is ErrorKind.NOT_FOUND and not os.path.isdir(self.root):
+            kind = ErrorKind.UNAVAILABLE
+        return Err(f"cannot {action} {where}: {reason}", kind)
+
+    def _missing_root(self) -> Err:
+        return Err(f"folder {self.root} is missing (deleted, or a disk not mounted?)",
+                   ErrorKind.UNAVAILABLE)
+
+    def _bad_name(self, action: str, *paths: str | None) -> Err | None:
+        """An INVALID ``Err`` when one of ``paths`` is a name this folder may not take."""
+        for path in paths:
+            problem = self.name_problem(path) if path is not None else None
+            if problem:
+                return Err(f"cannot {action} {path!r} in {self.display}: {problem}",
+                           ErrorKind.INVALID)
+        return None
+
+    def name_problem(self, path: str) -> str | None:
+        """Temporary-file names and unsafe paths (absolute, ``..``, NUL) are refused."""
+        problem = super().name_problem(path)
+        if problem is not None:
+            return problem
+        reason = unsafe_reason(path, self.capabilities.posix_names)
+        return f"unsafe name ({reason})" if reason else None
 
     # ----- lifecycle ----------------------------------------------------------------------
     def check(self) -> Result[None]:
         """The folder must exist, or its parent must, so that it can be created."""
         if self.root.is_dir():
             if not os.access(self.root, os.R_OK | os.X_OK):
-                return Err(f"folder {self.root} is not readable; check its permissions")
+                return Err(f"folder {self.root} is not readable; check its permissions",
+                           ErrorKind.REFUSED)
             return Ok(None)
         if self.root.exists():
-            return Err(f"{self.root} exists but is not a folder; give the path of a folder")
+            return Err(f"{self.root} exists but is not a folder; give the path of a folder",
+                       ErrorKind.INVALID)
         if not self.root.parent.is_dir():
             return Err(f"folder {self.root} does not exist, and neither does its parent "
-                       f"{self.root.parent}; create it first or fix the path")
+                       f"{self.root.parent}; create it first or fix the path",
+                       ErrorKind.NOT_FOUND)
         return Ok(None)
 
     def prepare(self) -> Result[None]:
@@ -116,7 +151,7 @@ class FolderLocation(Location):
     def probe(self) -> Result[None]:
         """The folder must still exist (an unmounted disk or a deleted root is unavailable)."""
         if not os.path.isdir(self.root):
-            return Err(f"folder {self.root} is missing (deleted, or a disk not mounted?)")
+            return self._missing_root()
         return self.check_marker()
 
     def begin_batch(self) -> Result[None]:
@@ -131,8 +166,8 @@ class FolderLocation(Location):
         entries = listing.entries
         try:
             root_iter = os.scandir(self.root)
-        except FileNotFoundError:
-            return Err(f"folder {self.root} is missing (deleted, or a disk not mounted?)")
+        except (FileNotFoundError, NotADirectoryError):
+            return self._missing_root()
         except OSError as exc:
             return self._fail("list", "", exc)
         stack: list[tuple[str, Iterator[os.DirEntry[str]]]] = [("", root_iter)]
@@ -179,7 +214,8 @@ class FolderLocation(Location):
         if st.S_ISREG(info.st_mode):
             return Ok(Entry(path, False, info.st_size, info.st_mtime_ns,
                             st.S_IMODE(info.st_mode)))
-        return Err(f"{path!r} in {self.display} is a link or special file; it is not synced")
+        return Err(f"{path!r} in {self.display} is a link or special file; it is not synced",
+                   ErrorKind.INVALID)
 
     # ----- reading and writing ------------------------------------------------------------
     def open_read(self, path: str) -> Result[BinaryIO]:
@@ -210,7 +246,7 @@ class FolderLocation(Location):
             else:
                 if st.S_ISLNK(info.st_mode):
                     return Err(f"{parent!r} in {self.display} is a symbolic link; filesync does "
-                               "not write through links")
+                               "not write through links", ErrorKind.REFUSED)
                 if not st.S_ISDIR(info.st_mode):
                     return Err(f"{parent!r} in {self.display} is a file where a folder is needed")
             self._known_dirs.add(parent)
@@ -226,6 +262,9 @@ class FolderLocation(Location):
         the rename; a new file takes its name by a hard link, which fails rather than
         replace a file that appeared meanwhile.
         """
+        refused = self._bad_name("write", path, keep_old_as)
+        if refused is not None:
+            return refused
         if keep_old_as is not None:
             kept_parents = self._ensure_parents(keep_old_as)
             if not kept_parents.ok:
@@ -255,7 +294,7 @@ class FolderLocation(Location):
                 os.close(fd)
             if expect is not ANY and not self._still(path, expect):
                 os.unlink(temp)
-                return Err(changed_since_planned(path, self.display))
+                return Err(changed_since_planned(path, self.display), ErrorKind.CHANGED)
             if keep_old_as is not None:
                 self._keep(full, self._full(keep_old_as))
             if expect is None:
@@ -263,7 +302,7 @@ class FolderLocation(Location):
                     os.link(temp, full, follow_symlinks=False)
                 except FileExistsError:
                     os.unlink(temp)
-                    return Err(changed_since_planned(path, self.display))
+                    return Err(changed_since_planned(path, self.display), ErrorKind.CHANGED)
                 except OSError:  # no hard links here: the check above has to do
                     os.replace(temp, full)
                 else:
@@ -295,6 +334,9 @@ class FolderLocation(Location):
 
     def rename(self, old: str, new: str) -> Result[Entry]:
         """Move a file within the folder (one rename; parents of ``new`` are created)."""
+        refused = self._bad_name(f"move {old!r} to", new)
+        if refused is not None:
+            return refused
         parents = self._ensure_parents(new)
         if not parents.ok:
             return parents
@@ -317,18 +359,19 @@ class FolderLocation(Location):
 
     def mkdir(self, path: str) -> Result[Entry]:
         """Create a directory and any missing parents."""
+        refused = self._bad_name("create folder", path)
+        if refused is not None:
+            return refused
         made = self._ensure_parents(path + "/x")
         if not made.ok:
             return made
         return Ok(Entry(path, True))
 
     def rmdir(self, path: str) -> Result[None]:
-        """Remove an empty directory (a missing one is fine)."""
+        """Remove an empty directory; a missing one is NOT_FOUND, a non-empty one FAILED."""
         self._known_dirs.clear()
         try:
             os.rmdir(self._full(path))
-        except FileNotFoundError:
-            pass
         except OSError as exc:
             if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
                 return Err(f"cannot delete folder {path!r} in {self.display}: it is not empty")

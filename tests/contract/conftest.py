@@ -1,0 +1,133 @@
+"""One fixture, ``backend``, yielding a prepared location of every kind (see ``Backend``).
+
+Adding a backend to the contract suite means adding one branch here; the tests themselves
+never look at which backend they run against, only at its declared capabilities.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from filesync.locations import Location, open_location, parse_location
+from filesync.locations.memory import MemoryLocation
+from tests.ftp_servers import USER, PureFtpd, PyftpdServer
+
+#: Every backend setup the suite runs against (the ids of the parametrized tests).
+BACKENDS = ("memory", "folder", "zip", "ftp-pyftpdlib", "ftp-pure-ftpd")
+
+
+@dataclass
+class Backend:
+    """A prepared location and the ways a test reaches around it.
+
+    The callables stand for things that happen outside filesync (a user deleting the
+    folder, a server going down, a crashed run's leftovers), which no location method can
+    do; everything else a test does goes through ``location`` alone.
+    """
+
+    name: str
+    location: Location
+    #: Make the location unreachable: its root removed, its server stopped, its archive
+    #: deleted, or (memory) switched off.
+    go_away: Callable[[], None]
+    #: Leave a file named ``name`` (a temporary file's name) where a crashed run of
+    #: filesync would have left it (beside a ZIP archive, in a folder's root, ...).
+    plant_temp: Callable[[str], None]
+    #: Make changes to the location refused (permission denied), or None where that
+    #: cannot be produced here (the tests run as root, which file permissions do not stop).
+    refuse_changes: Callable[[], None] | None
+
+
+def _open(text: str) -> Location:
+    spec = parse_location(text).unwrap()
+    return open_location(spec).unwrap()
+
+
+def _prepared(location: Location) -> Location:
+    prepared = location.prepare()
+    assert prepared.ok, prepared
+    return location
+
+
+def _chmod_refusal(root: Path) -> Callable[[], None] | None:
+    """Refuse writes below ``root`` by its permissions, unless root ignores them."""
+    if os.geteuid() == 0:
+        return None
+
+    def refuse() -> None:
+        root.chmod(0o555)
+
+    return refuse
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    """A prepared, empty location of each kind; closed (and its server stopped) after."""
+    name: str = request.param
+    with contextlib.ExitStack() as cleanup:
+        if name == "memory":
+            memory = MemoryLocation("contract")
+
+            def switch_off() -> None:
+                memory.available = False
+
+            def refuse_memory() -> None:
+                memory.read_only = True
+
+            yield Backend(name, _prepared(memory), switch_off,
+                          lambda temp: memory.plant(temp, b"left over"), refuse_memory)
+        elif name == "folder":
+            root = tmp_path / "folder root"
+            folder = _prepared(_open(f"folder:{root}"))
+            cleanup.callback(folder.close)
+            cleanup.callback(lambda: root.exists() and root.chmod(0o755))
+            yield Backend(name, folder, lambda: shutil.rmtree(root),
+                          lambda temp: (root / temp).write_bytes(b"left over"),
+                          _chmod_refusal(root))
+        elif name == "zip":
+            archive = tmp_path / "archive.zip"
+            zipped = _prepared(_open(f"zip:{archive}"))
+            cleanup.callback(zipped.close)
+            yield Backend(name, zipped, archive.unlink,
+                          lambda temp: (tmp_path / temp).write_bytes(b"left over"),
+                          _chmod_refusal(tmp_path))
+        elif name == "ftp-pyftpdlib":
+            served = tmp_path / "pyftpd-root"
+            served.mkdir()
+            server = PyftpdServer(served).start()
+            cleanup.callback(server.stop)
+            ftp = _prepared(_open(server.url("site")))
+            cleanup.callback(ftp.close)
+
+            def deny() -> None:
+                # pyftpdlib's own permission setting: list and read only, below the site.
+                server.handler.authorizer.override_perm(USER, str(served / "site"), "elr",
+                                                         recursive=True)
+
+            yield Backend(name, ftp, server.stop,
+                          lambda temp: (served / "site" / temp).write_bytes(b"left over"),
+                          deny)
+        else:
+            pure = PureFtpd()
+            cleanup.callback(pure.cleanup)
+            pure.start()
+            ftp = _prepared(_open(pure.url("site")))
+            cleanup.callback(ftp.close)
+            site = pure.root / "site"
+
+            def plant_on_server(temp: str) -> None:
+                (site / temp).write_bytes(b"left over")
+                pure.own(site / temp)
+
+            def lock_site() -> None:
+                # The virtual user is not root: the folder's own permissions stop it.
+                site.chmod(0o555)
+
+            yield Backend(name, ftp, pure.stop, plant_on_server, lock_site)
