@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from filesync.locations import zipformat as zf
 from filesync.locations.base import MARKER, Entry
+from filesync.locations.zip import format as zf
 from tests.test_zip_support import (
     UNZIP,
     WHEN_NS,

@@ -1,4 +1,4 @@
-"""The low-level ZIP records (``zipformat``): ZIP64 fields, names, times, descriptors."""
+"""The low-level ZIP records (``zip.format``): ZIP64 fields, names, times, descriptors."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from filesync.locations import zipformat as zf
 from filesync.locations.base import unsafe_reason
-from filesync.locations.zip import _is_safe
+from filesync.locations.zip import format as zf
+from filesync.locations.zip.view import is_safe
 from tests.test_zip_support import assert_valid, location, read_all, write
 
 GIB = 1 << 30
@@ -23,7 +23,7 @@ GIB = 1 << 30
 
 @given(st.text(alphabet="ab./\\:\x00C ", max_size=12))
 def test_quick_name_check_agrees_with_the_base_class(path):
-    assert _is_safe(path) == (unsafe_reason(path) is None)
+    assert is_safe(path) == (unsafe_reason(path) is None)
 
 
 def _central(usize: int, csize: int) -> zf.Central:

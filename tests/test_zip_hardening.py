@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from filesync.locations import zipformat as zf
 from filesync.locations.base import ANY, Entry
+from filesync.locations.zip import format as zf
 from tests.conftest import run_main, tree
 from tests.conftest import write as write_file
 from tests.test_zip_support import (

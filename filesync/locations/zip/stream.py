@@ -8,8 +8,8 @@ import os
 import zlib
 from typing import Any, cast
 
-from filesync.locations import zipformat as zf
 from filesync.locations.base import CHUNK_SIZE
+from filesync.locations.zip import format as zf
 
 
 class _Inflater:

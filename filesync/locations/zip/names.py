@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from filesync.locations import zipformat as zf
 from filesync.locations.base import unsafe_reason
+from filesync.locations.zip import format as zf
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
 
