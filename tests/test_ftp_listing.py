@@ -6,7 +6,7 @@ import calendar
 
 import pytest
 
-from filesync.locations.ftplisting import (
+from filesync.locations.ftp.listing import (
     DIR,
     FILE,
     LINK,
@@ -21,7 +21,7 @@ from filesync.locations.ftplisting import (
     parse_mlst_reply,
     whole_seconds,
 )
-from filesync.locations.ftptransfer import Window
+from filesync.locations.ftp.stream import Window
 
 STAMP = calendar.timegm((2024, 11, 22, 2, 25, 58, 0, 0, 0)) * 1_000_000_000
 

@@ -16,9 +16,10 @@ from filesync.excludes import Excludes
 from filesync.locations import Settings, parse_location
 from filesync.locations.base import Entry
 from filesync.locations.ftp import FtpLocation
-from filesync.locations.ftplisting import whole_seconds
-from filesync.locations.ftppool import KEEPALIVE_SECONDS
+from filesync.locations.ftp.listing import whole_seconds
+from filesync.locations.ftp.pool import KEEPALIVE_SECONDS
 from filesync.locations.spec import FtpSpec
+from filesync.result import ErrorKind
 from tests.conftest import wait_for
 from tests.ftp_servers import (
     PASSWORD,
@@ -324,7 +325,7 @@ def test_the_pool_never_opens_more_connections_than_allowed(pyftpd, open_ftp):
     for thread in threads:
         thread.join()
     assert errors == []
-    assert server.stats.peak <= 2 and location._pool.peak <= 2
+    assert server.stats.peak <= 2 and location._session.pool.peak <= 2
     assert server.stats.logins <= 2  # logins are reused, not repeated
 
 
@@ -347,7 +348,7 @@ def test_a_server_connection_limit_is_respected(pyftpd, open_ftp):
     for thread in threads:
         thread.join()
     assert results == [True] * 24
-    assert location._pool._cap <= 2
+    assert location._session.pool._cap <= 2
 
 
 def test_dropped_idle_connections_are_replaced_transparently(pyftpd, open_ftp):
@@ -371,13 +372,15 @@ def test_idle_connections_are_kept_alive_with_noop(pyftpd, open_ftp):
     assert server.stats.logins == 1  # never had to log in again
 
 
-def test_a_server_down_at_start_is_waited_for(pyftpd, open_ftp, log_records, tmp_path):
+def test_a_server_down_at_start_is_waited_for(pyftpd, open_ftp, tmp_path):
     port = free_port()
     location = open_ftp(f"ftp://{USER}:{PASSWORD}@127.0.0.1:{port}/data")
-    assert location.prepare().ok
-    assert "not reachable" in log_records.text
+    prepared = location.prepare()
+    assert not prepared.ok and prepared.kind is ErrorKind.UNAVAILABLE  # the CLI goes on
+    assert "cannot connect" in prepared.message
     failed = location.scan(lambda _path: False)
-    assert not failed.ok and "cannot connect" in failed.message
+    assert not failed.ok and failed.kind is ErrorKind.UNAVAILABLE
+    assert "cannot connect" in failed.message
     started = time.monotonic()
     assert not location.scan(lambda _path: False).ok  # backoff: no new attempt yet
     assert time.monotonic() - started < 0.2

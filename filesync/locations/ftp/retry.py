@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from filesync.locations.ftppool import reply_code
+from filesync.locations.ftp.errors import reply_code
 
 log = logging.getLogger("filesync")
 
@@ -34,7 +34,7 @@ def is_transient(exc: BaseException) -> bool:
 def retry_on_same_connection(exc: BaseException) -> bool:
     """425, 426 or 450: the control connection is fine, so the command can simply be repeated.
 
-    (A 421 closes the connection; the pool replaces it, see ``FtpLocation._run``.)
+    (A 421 closes the connection; the pool replaces it, see ``Session.run``.)
     """
     return is_transient(exc) and reply_code(exc) != "421"
 

@@ -1,6 +1,6 @@
 """Logging in to an FTP or FTPS server: the password (string, ~/.netrc, prompt) and the session.
 
-Errors are sorted into the pool's kinds (``ftppool``): a refused login or certificate is
+Errors are sorted into the kinds of ``errors``: a refused login or certificate is
 ``LoginRefused`` (not retried in a storm), an unreachable or busy server
 ``ServerUnavailable``, a 421 at the door ``TooManyConnections``.
 """
@@ -17,19 +17,21 @@ import ssl
 import stat as st
 from typing import TYPE_CHECKING
 
-from filesync.locations.ftppool import (
+from filesync.locations.ftp.client import (
     TIMEOUT_SECONDS,
     Client,
-    LoginRefused,
     PlainClient,
-    ServerUnavailable,
     TlsClient,
-    TooManyConnections,
     close_quietly,
+)
+from filesync.locations.ftp.errors import (
+    LoginRefused,
+    ServerUnavailable,
+    TooManyConnections,
     reply_code,
 )
 from filesync.locations.spec import FtpSpec
-from filesync.result import Err, Ok, Result
+from filesync.result import Err, ErrorKind, Ok, Result, kind_of
 
 if TYPE_CHECKING:
     from filesync.locations import Settings
@@ -49,9 +51,9 @@ def find_password(spec: FtpSpec, display: str, interactive: bool) -> Result[str]
         except netrc.NetrcParseError as exc:
             # The message of the parse error may quote a token of the file: leave it out.
             return Err(f"cannot read {path} (malformed near line {exc.lineno}); fix it or "
-                       f"give the password of {display} another way")
+                       f"give the password of {display} another way", ErrorKind.INVALID)
         except OSError as exc:
-            return Err(f"cannot read {path}: {exc.strerror or exc}")
+            return Err(f"cannot read {path}: {exc.strerror or exc}", kind_of(exc))
         found = entries.authenticators(spec.host)
         if found is not None and found[0] in ("", spec.user) and found[2]:
             with contextlib.suppress(OSError):
@@ -65,11 +67,11 @@ def find_password(spec: FtpSpec, display: str, interactive: bool) -> Result[str]
         try:
             return Ok(getpass.getpass(f"Password for {display}: "))
         except (EOFError, KeyboardInterrupt, OSError):
-            return Err(f"no password entered for {display}")
+            return Err(f"no password entered for {display}", ErrorKind.INVALID)
     return Err(f"no password for {display}: write it in the location "
                f"(ftp://{spec.user}:PASSWORD@{spec.host}/...), put 'machine {spec.host} "
                f"login {spec.user} password ...' in {path}, or run filesync in a terminal "
-               "to be asked for it")
+               "to be asked for it", ErrorKind.INVALID)
 
 
 def _tls_context(settings: Settings) -> ssl.SSLContext:
@@ -81,7 +83,7 @@ def _tls_context(settings: Settings) -> ssl.SSLContext:
 
 
 def open_session(spec: FtpSpec, settings: Settings, server: str, password: str) -> Client:
-    """Connect and log in (TLS, PROT P, TYPE I); errors are sorted into the pool's kinds.
+    """Connect and log in (TLS, PROT P, TYPE I); errors are sorted into ``errors``' kinds.
 
     ``server`` names the server in messages.
     """
@@ -90,8 +92,9 @@ def open_session(spec: FtpSpec, settings: Settings, server: str, password: str) 
         try:
             context = _tls_context(settings)
         except (OSError, ssl.SSLError) as exc:
-            raise LoginRefused(f"cannot use CA file {settings.ca_file!r}: "
-                               f"{getattr(exc, 'strerror', None) or exc}") from None
+            reason = getattr(exc, "strerror", None) or exc
+            raise LoginRefused(f"cannot use CA file {settings.ca_file!r}: {reason}",
+                               ErrorKind.INVALID) from None
         client = TlsClient(context=context, timeout=TIMEOUT_SECONDS)
     else:
         client = PlainClient(timeout=TIMEOUT_SECONDS)

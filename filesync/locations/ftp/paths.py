@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import posixpath
 
-from filesync.locations.base import RESERVED_DIR
+from filesync.model import RESERVED_DIR
 
 
 def resolve(home: str, path: str) -> str:

@@ -15,15 +15,17 @@ import socket
 from collections.abc import Callable
 
 from filesync.locations.base import Readable
-from filesync.locations.ftppool import (
+from filesync.locations.ftp.client import finish_data
+from filesync.locations.ftp.errors import (
     FtpFailure,
-    Lease,
     LoginRefused,
-    finish_data,
+    ftp_kind,
     is_broken,
     reply_code,
 )
-from filesync.locations.ftpretry import retrying
+from filesync.locations.ftp.pool import Lease
+from filesync.locations.ftp.retry import retrying
+from filesync.result import ErrorKind
 
 log = logging.getLogger("filesync")
 
@@ -162,7 +164,7 @@ class Download(io.RawIOBase):
                 self._drop_conn()
                 if (self._resumes >= MAX_RESUMES or not self._can_resume
                         or isinstance(exc, LoginRefused)):
-                    raise OSError(self._explain(exc)) from None
+                    raise self._failure(exc) from None
                 self._resumes += 1
                 log.info("download of %s from %s interrupted; resuming at byte %d",
                          self._remote, self._label, self._pos)
@@ -170,10 +172,20 @@ class Download(io.RawIOBase):
                     assert self._lease is not None
                     self._lease.renew()
                 except (FtpFailure, OSError) as again:
-                    raise OSError(self._explain(again)) from None
+                    raise self._failure(again) from None
             except ftplib.error_perm as exc:
                 self._drop_conn()
-                raise OSError(self._explain(exc)) from None
+                raise self._failure(exc) from None
+
+    def _failure(self, exc: BaseException) -> OSError:
+        """The error a reader sees: a ``ConnectionError`` when the server is out of reach.
+
+        ``result.kind_of`` then reads it as ``UNAVAILABLE``; its ``str()`` is the message.
+        """
+        message = self._explain(exc)
+        if ftp_kind(exc) is ErrorKind.UNAVAILABLE:
+            return ConnectionError(message)
+        return OSError(message)
 
     def _drop_conn(self) -> None:
         if self._conn is not None:
