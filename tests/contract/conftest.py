@@ -7,6 +7,7 @@ never look at which backend they run against, only at its declared capabilities.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import shutil
 from collections.abc import Callable, Iterator
@@ -17,7 +18,10 @@ import pytest
 
 from filesync.locations import Location, open_location, parse_location
 from filesync.locations.memory import MemoryLocation
-from tests.ftp_servers import USER, PureFtpd, PyftpdServer
+from tests.ftp_servers import USER, PureFtpd, PyftpdServer, running_pureftpd
+
+#: Numbers the folders tests get on the shared pure-ftpd.
+_SITES = itertools.count()
 
 #: Every backend setup the suite runs against (the ids of the parametrized tests).
 BACKENDS = ("memory", "folder", "zip", "ftp-pyftpdlib", "ftp-pure-ftpd")
@@ -115,12 +119,11 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
                           lambda temp: (served / "site" / temp).write_bytes(b"left over"),
                           deny)
         else:
-            pure = PureFtpd()
-            cleanup.callback(pure.cleanup)
-            pure.start()
-            ftp = _prepared(_open(pure.url("site")))
+            pure: PureFtpd = request.getfixturevalue("shared_pureftpd")
+            site_name = f"site{next(_SITES)}"
+            ftp = _prepared(_open(pure.url(site_name)))
             cleanup.callback(ftp.close)
-            site = pure.root / "site"
+            site = pure.root / site_name
 
             def plant_on_server(temp: str) -> None:
                 (site / temp).write_bytes(b"left over")
@@ -130,4 +133,17 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
                 # The virtual user is not root: the folder's own permissions stop it.
                 site.chmod(0o555)
 
+            def restart() -> None:
+                if pure.process is None:  # stopped by go_away: the next test needs it
+                    pure.start()
+
+            cleanup.callback(restart)
             yield Backend(name, ftp, pure.stop, plant_on_server, lock_site)
+
+
+@pytest.fixture(scope="session")
+def shared_pureftpd() -> Iterator[PureFtpd]:
+    """One pure-ftpd for every contract test (it needs about 2 s to stop); each test
+    gets a folder of its own on it."""
+    with running_pureftpd() as server:
+        yield server

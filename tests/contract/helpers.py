@@ -16,7 +16,7 @@ from typing import TypeVar
 from filesync.excludes import Excludes
 from filesync.locations import Entry, Listing, Location
 from filesync.locations.base import CHUNK_SIZE, Readable, Unchecked
-from filesync.model import ANY
+from filesync.model import ANY, is_reserved
 from filesync.result import Err, ErrorKind, Result
 
 T = TypeVar("T")
@@ -84,6 +84,15 @@ def scanned(location: Location) -> Listing:
     result = location.scan(lambda _path: False)
     assert result.ok, result
     return result.value
+
+
+def names(location: Location) -> list[str]:
+    """The sorted paths a scan finds, filesync's own (``.filesync``, temporaries) left out.
+
+    A scan may report the reserved folder (a ZIP archive always holds ``.filesync/``,
+    since an archive without members is not valid); ``list`` is what drops it.
+    """
+    return sorted(path for path in scanned(location).entries if not is_reserved(path))
 
 
 def listed(location: Location) -> Listing:

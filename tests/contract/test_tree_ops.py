@@ -5,7 +5,7 @@ from __future__ import annotations
 from filesync.result import ErrorKind
 
 from .conftest import Backend
-from .helpers import T1, T2, batched, first_failure, kind_of, read, scanned, written
+from .helpers import T1, T2, batched, first_failure, kind_of, listed, names, read, written
 
 
 def test_delete_removes_a_file_and_a_missing_one_is_fine(backend: Backend):
@@ -14,7 +14,7 @@ def test_delete_removes_a_file_and_a_missing_one_is_fine(backend: Backend):
     written(location, "d/stays.txt", b"hi")
     assert batched(location, lambda: location.delete("d/gone.txt")).ok
     assert location.stat("d/gone.txt").unwrap() is None
-    assert sorted(scanned(location).entries) == ["d", "d/stays.txt"]
+    assert names(location) == ["d", "d/stays.txt"]
     assert batched(location, lambda: location.delete("d/gone.txt")).ok
     assert batched(location, lambda: location.delete("no/such/folder/file")).ok
 
@@ -25,7 +25,7 @@ def test_mkdir_makes_parents_and_takes_an_existing_folder(backend: Backend):
     assert made.ok and made.value.is_dir and made.value.path == "p/q/r"
     assert batched(location, lambda: location.mkdir("p/q/r")).ok
     assert batched(location, lambda: location.mkdir("p")).ok
-    entries = scanned(location).entries
+    entries = listed(location).entries
     assert sorted(entries) == ["p", "p/q", "p/q/r"]
     assert all(entry.is_dir for entry in entries.values())
 
@@ -36,10 +36,10 @@ def test_rmdir_removes_empty_folders_only(backend: Backend):
     written(location, "p/file.txt", b"content")
     assert not first_failure(location, lambda: location.rmdir("p")).ok
     assert not first_failure(location, lambda: location.rmdir("p/q")).ok
-    assert sorted(scanned(location).entries) == ["p", "p/file.txt", "p/q", "p/q/r"]
+    assert names(location) == ["p", "p/file.txt", "p/q", "p/q/r"]
     assert batched(location, lambda: location.rmdir("p/q/r")).ok
     assert batched(location, lambda: location.rmdir("p/q")).ok
-    assert sorted(scanned(location).entries) == ["p", "p/file.txt"]
+    assert names(location) == ["p", "p/file.txt"]
     assert read(location, "p/file.txt") == b"content"
 
 
@@ -57,7 +57,7 @@ def test_rename_moves_a_file_creating_parents(backend: Backend):
     assert moved.value.path == "new/place/name.txt" and moved.value.size == entry.size
     assert location.stat("old.txt").unwrap() is None
     assert read(location, "new/place/name.txt") == b"moving"
-    assert sorted(scanned(location).entries) == ["new", "new/place", "new/place/name.txt"]
+    assert names(location) == ["new", "new/place", "new/place/name.txt"]
 
 
 def test_rename_replaces_an_existing_file(backend: Backend):
@@ -66,7 +66,7 @@ def test_rename_replaces_an_existing_file(backend: Backend):
     written(location, "b.txt", b"replaced", T1)
     assert batched(location, lambda: location.rename("a.txt", "b.txt")).ok
     assert read(location, "b.txt") == b"winner"
-    assert sorted(scanned(location).entries) == ["b.txt"]
+    assert names(location) == ["b.txt"]
 
 
 def test_rename_of_a_missing_file_is_not_found(backend: Backend):
