@@ -10,6 +10,7 @@ from .conftest import Backend
 from .helpers import (
     T1,
     batched,
+    first_failure,
     kind_of,
     listed,
     names,
@@ -136,7 +137,14 @@ def test_unsafe_names_are_refused_before_anything_is_written(backend: Backend):
         assert location.name_problem(path), path
         result = write(location, path, b"never")
         assert kind_of(result) is ErrorKind.INVALID, (path, result)
-    assert names(location) == []
+    written(location, "safe.txt", b"safe")
+    for name, result in [
+            ("mkdir", first_failure(location, lambda: location.mkdir("../outside"))),
+            ("rename", first_failure(location, lambda: location.rename("safe.txt", "../x"))),
+            ("keep_old_as", write(location, "safe.txt", b"new", keep_old_as="../kept"))]:
+        assert kind_of(result) is ErrorKind.INVALID, (name, result)
+    assert names(location) == ["safe.txt"]
+    assert read(location, "safe.txt") == b"safe"
 
 
 def test_posix_names_take_backslashes_and_drive_letters(backend: Backend):
