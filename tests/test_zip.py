@@ -22,6 +22,7 @@ import pytest
 
 from filesync.locations.base import MARKER, Entry
 from filesync.locations.zip import format as zf
+from filesync.result import ErrorKind
 from tests.test_zip_support import (
     UNZIP,
     WHEN_NS,
@@ -79,7 +80,7 @@ def test_missing_archive_is_created_valid_when_its_folder_exists(tmp_path):
 def test_missing_folder_is_refused(tmp_path):
     loc = location(tmp_path / "nowhere" / "b.zip")
     checked = loc.check()
-    assert not checked.ok
+    assert not checked.ok and checked.kind is ErrorKind.NOT_FOUND
     assert "nowhere" in checked.message
     assert not loc.prepare().ok
     assert not (tmp_path / "nowhere").exists()
@@ -94,9 +95,10 @@ def test_write_read_scan_round_trip(archive):
         "dir/noise.bin": os.urandom(200_000),
         "ünïcödé/naïve.txt": "grüße".encode(),
     }
-    assert loc.begin_batch().ok
-    returned = {path: write(loc, path, data) for path, data in contents.items()}
-    assert loc.end_batch().ok
+    with loc.batch() as batch:
+        assert batch.begun.ok
+        returned = {path: write(loc, path, data) for path, data in contents.items()}
+    assert batch.ended is not None and batch.ended.ok
     assert_valid(archive)
     found = listing(loc)
     for path, data in contents.items():
@@ -124,25 +126,27 @@ def test_stat_during_a_batch_reports_the_staged_state(archive):
     loc = location(archive)
     write(loc, "old.txt", b"old")
     before = archive.read_bytes()
-    assert loc.begin_batch().ok
-    write(loc, "new.txt", b"new")
-    assert loc.delete("old.txt").ok
-    assert loc.stat("new.txt").value == Entry("new.txt", False, 3, WHEN_NS // SECOND * SECOND)
-    assert loc.stat("old.txt").value is None
-    assert archive.read_bytes() == before, "nothing lands before end_batch"
-    assert location(archive).stat("old.txt").value is not None  # others see the old archive
-    assert loc.end_batch().ok
+    with loc.batch() as batch:
+        assert batch.begun.ok
+        write(loc, "new.txt", b"new")
+        assert loc.delete("old.txt").ok
+        assert loc.stat("new.txt").value == Entry("new.txt", False, 3, WHEN_NS // SECOND * SECOND)
+        assert loc.stat("old.txt").value is None
+        assert archive.read_bytes() == before, "nothing lands before end_batch"
+        assert location(archive).stat("old.txt").value is not None  # others see the old archive
+    assert batch.ended is not None and batch.ended.ok
     assert set(listing(location(archive))) == {"new.txt"}
 
 
 def test_one_batch_is_one_rewrite(archive):
     loc = location(archive)
     inode = archive.stat().st_ino
-    assert loc.begin_batch().ok
-    for i in range(20):
-        write(loc, f"f{i}.txt", b"x" * i)
-    assert archive.stat().st_ino == inode
-    assert loc.end_batch().ok
+    with loc.batch() as batch:
+        assert batch.begun.ok
+        for i in range(20):
+            write(loc, f"f{i}.txt", b"x" * i)
+        assert archive.stat().st_ino == inode
+    assert batch.ended is not None and batch.ended.ok
     assert archive.stat().st_ino != inode
     assert len(listing(location(archive))) == 20
 
@@ -166,24 +170,25 @@ def test_outside_a_batch_every_change_is_its_own_rewrite(archive):
 
 def test_concurrent_writes_in_one_batch(archive):
     loc = location(archive)
-    assert loc.begin_batch().ok
-    errors: list[str] = []
+    with loc.batch() as batch:
+        assert batch.begun.ok
+        errors: list[str] = []
 
-    def worker(n: int) -> None:
-        for i in range(25):
-            result = loc.write(f"t{n}/f{i}.txt", io.BytesIO(text(5000 + i, n)), WHEN_NS)
-            if not result.ok:
-                errors.append(result.message)
-            if not loc.stat(f"t{n}/f{i}.txt").ok:
-                errors.append("stat failed")
+        def worker(n: int) -> None:
+            for i in range(25):
+                result = loc.write(f"t{n}/f{i}.txt", io.BytesIO(text(5000 + i, n)), WHEN_NS)
+                if not result.ok:
+                    errors.append(result.message)
+                if not loc.stat(f"t{n}/f{i}.txt").ok:
+                    errors.append("stat failed")
 
-    threads = [threading.Thread(target=worker, args=(n,)) for n in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert not errors
-    assert loc.end_batch().ok
+        threads = [threading.Thread(target=worker, args=(n,)) for n in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert not errors
+    assert batch.ended is not None and batch.ended.ok
     assert_valid(archive)
     fresh = location(archive)
     for n in range(6):
@@ -195,31 +200,34 @@ def test_concurrent_writes_in_one_batch(archive):
 def test_a_source_failing_mid_stream_drops_only_that_member(archive):
     loc = location(archive)
     write(loc, "keep.txt", b"keep")
-    assert loc.begin_batch().ok
-    write(loc, "first.txt", b"1" * 5000)
-    failed = loc.write("broken.bin", Chunks(os.urandom(1 << 20), 10, fail_after=3), WHEN_NS)
-    assert not failed.ok and "changed" in failed.message
-    write(loc, "last.txt", b"3" * 5000)
-    assert loc.stat("broken.bin").value is None
-    assert loc.end_batch().ok
+    with loc.batch() as batch:
+        assert batch.begun.ok
+        write(loc, "first.txt", b"1" * 5000)
+        failed = loc.write("broken.bin", Chunks(os.urandom(1 << 20), 10, fail_after=3), WHEN_NS)
+        assert not failed.ok and failed.kind is ErrorKind.FAILED
+        assert "changed" in failed.message  # the source's own reason is passed on
+        write(loc, "last.txt", b"3" * 5000)
+        assert loc.stat("broken.bin").value is None
+    assert batch.ended is not None and batch.ended.ok
     assert set(listing(location(archive))) == {"keep.txt", "first.txt", "last.txt"}
     assert_valid(archive)
 
 
 def test_interrupt_mid_stream_never_leaves_a_partial_member(archive):
     loc = location(archive)
-    assert loc.begin_batch().ok
+    with loc.batch() as batch:
+        assert batch.begun.ok
 
-    class Interrupting(Chunks):
-        def read(self, size: int = -1) -> bytes:
-            if self.given == 2:
-                raise KeyboardInterrupt
-            return super().read(size)
+        class Interrupting(Chunks):
+            def read(self, size: int = -1) -> bytes:
+                if self.given == 2:
+                    raise KeyboardInterrupt
+                return super().read(size)
 
-    with pytest.raises(KeyboardInterrupt):
-        loc.write("big.bin", Interrupting(os.urandom(1 << 20), 5), WHEN_NS)
-    write(loc, "ok.txt", b"ok")
-    assert loc.end_batch().ok
+        with pytest.raises(KeyboardInterrupt):
+            loc.write("big.bin", Interrupting(os.urandom(1 << 20), 5), WHEN_NS)
+        write(loc, "ok.txt", b"ok")
+    assert batch.ended is not None and batch.ended.ok
     assert set(listing(location(archive))) == {"ok.txt"}
     assert_valid(archive)
 
@@ -237,11 +245,12 @@ def test_unchanged_members_are_copied_as_raw_bytes(tmp_path):
     for i in range(5):  # so the test can tell a raw copy from a recompression
         assert raw[f"m{i}.txt"] != deflate6(text(50_000, i))
     loc = location(archive)
-    assert loc.begin_batch().ok
-    write(loc, "m2.txt", b"replaced")
-    write(loc, "new.txt", text(10_000))
-    assert loc.delete("m4.txt").ok
-    assert loc.end_batch().ok
+    with loc.batch() as batch:
+        assert batch.begun.ok
+        write(loc, "m2.txt", b"replaced")
+        write(loc, "new.txt", text(10_000))
+        assert loc.delete("m4.txt").ok
+    assert batch.ended is not None and batch.ended.ok
     assert_valid(archive)
     for name in ("m0.txt", "m1.txt", "m3.txt"):
         assert raw_record(archive, name) == raw[name]
@@ -313,9 +322,11 @@ def test_deleting_the_last_file_keeps_its_folder(tmp_path):
 def test_a_file_cannot_become_a_folder_or_go_below_one(archive):
     loc = location(archive)
     write(loc, "f", b"file")
-    assert not loc.mkdir("f").ok
+    made = loc.mkdir("f")
+    assert not made.ok and made.kind is ErrorKind.FAILED
     failed = loc.write("f/inside.txt", io.BytesIO(b"x"), WHEN_NS)
-    assert not failed.ok and "'f' is a file" in failed.message
+    assert not failed.ok and failed.kind is ErrorKind.FAILED
+    assert "'f' is a file" in failed.message
     assert loc.delete("f/inside.txt").ok  # a missing file is fine
 
 
@@ -348,10 +359,11 @@ def test_times_out_of_range_round_trip_through_scan(archive):
 # ----- large archives -----------------------------------------------------------------------
 def test_zip64_more_than_65535_members(archive):
     loc = location(archive)
-    assert loc.begin_batch().ok
-    for i in range(66_000):
-        write(loc, f"d{i % 40}/{i}", b"")
-    assert loc.end_batch().ok
+    with loc.batch() as batch:
+        assert batch.begun.ok
+        for i in range(66_000):
+            write(loc, f"d{i % 40}/{i}", b"")
+    assert batch.ended is not None and batch.ended.ok
     assert_valid(archive)
     with zipfile.ZipFile(archive) as other:
         assert len(other.infolist()) == 66_000 + 1  # the files and the .filesync/ folder
@@ -484,7 +496,8 @@ def test_names_in_other_encodings(tmp_path):
     archive.write_bytes(data)
     assert list(listing(location(archive))) == ["pläceholder.txt"]
     failed = location(archive).write("bad-\udcff.txt", io.BytesIO(b"x"), WHEN_NS)
-    assert not failed.ok and "Unicode" in failed.message
+    assert not failed.ok and failed.kind is ErrorKind.INVALID
+    assert "Unicode" in failed.message
 
 
 # ----- bad input ----------------------------------------------------------------------------
@@ -517,10 +530,11 @@ def test_bad_archives_are_refused_and_untouched(tmp_path):
         checked = loc.check()
         assert not checked.ok, label
         assert str(path) in checked.message, (label, checked.message)
-        assert not loc.prepare().ok, label
-        assert not loc.scan(lambda _p: False).ok, label
-        assert not loc.write("x.txt", io.BytesIO(b"x"), WHEN_NS).ok, label
-        assert not loc.delete("a.txt").ok, label
+        # A damaged archive is bad input (the command line exits 2 for it at start).
+        for result in (checked, loc.prepare(), loc.scan(lambda _p: False),
+                       loc.write("x.txt", io.BytesIO(b"x"), WHEN_NS), loc.delete("a.txt"),
+                       loc.stat("a.txt"), loc.open_read("a.txt"), loc.probe()):
+            assert not result.ok and result.kind is ErrorKind.INVALID, (label, result)
         assert path.read_bytes() == content, label
     assert not list(tmp_path.glob(".filesync-*.tmp"))
 
@@ -528,7 +542,8 @@ def test_bad_archives_are_refused_and_untouched(tmp_path):
 def test_a_folder_at_the_archive_path_is_refused(tmp_path):
     (tmp_path / "b.zip").mkdir()
     checked = location(tmp_path / "b.zip").check()
-    assert not checked.ok and "is a folder" in checked.message
+    assert not checked.ok and checked.kind is ErrorKind.INVALID
+    assert "is a folder" in checked.message
 
 
 def test_unsafe_names_are_skipped_and_kept(tmp_path):
@@ -632,15 +647,16 @@ def test_change_by_another_program_during_a_batch_is_kept(archive):
     loc = location(archive)
     write(loc, "mine.txt", b"v1")
     write(loc, "theirs.txt", b"v1")
-    assert loc.begin_batch().ok
-    write(loc, "mine.txt", b"v2")
-    write(loc, "theirs.txt", b"filesync")
-    src = archive.parent / "x"
-    src.mkdir()
-    (src / "theirs.txt").write_text("other program")
-    (src / "added.txt").write_text("added")
-    zip_cmd(src, str(archive), "theirs.txt", "added.txt")
-    assert loc.end_batch().ok
+    with loc.batch() as batch:
+        assert batch.begun.ok
+        write(loc, "mine.txt", b"v2")
+        write(loc, "theirs.txt", b"filesync")
+        src = archive.parent / "x"
+        src.mkdir()
+        (src / "theirs.txt").write_text("other program")
+        (src / "added.txt").write_text("added")
+        zip_cmd(src, str(archive), "theirs.txt", "added.txt")
+    assert batch.ended is not None and batch.ended.ok
     fresh = location(archive)
     assert read_all(fresh, "mine.txt") == b"v2"
     assert read_all(fresh, "theirs.txt") == b"other program"
@@ -694,7 +710,8 @@ def test_a_new_archive_that_does_not_read_back_is_never_renamed_in(archive, monk
     monkeypatch.setattr(zf, "end_records",
                         lambda count, *rest: real(count - 1, *rest))
     failed = loc.write("b.txt", io.BytesIO(b"b"), WHEN_NS)
-    assert not failed.ok and "did not read back" in failed.message
+    assert not failed.ok and failed.kind is ErrorKind.FAILED
+    assert "did not read back" in failed.message
     assert str(archive) in failed.message
     assert archive.read_bytes() == before
     assert not list(archive.parent.glob(".filesync-*.tmp"))

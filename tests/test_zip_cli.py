@@ -269,13 +269,13 @@ from filesync.locations.spec import ZipSpec
 from filesync.locations.zip import ZipLocation
 
 loc = ZipLocation(ZipSpec(Path(sys.argv[2])))
-assert loc.begin_batch().ok
 block = os.urandom(1 << 20)
-for i in range(int(sys.argv[3])):
-    assert loc.write(f"new/{i}.bin", io.BytesIO(block[i:] + block[:i]), 0).ok
-print("staged", flush=True)
-sys.stdin.readline()
-loc.end_batch()
+with loc.batch() as batch:
+    assert batch.begun.ok
+    for i in range(int(sys.argv[3])):
+        assert loc.write(f"new/{i}.bin", io.BytesIO(block[i:] + block[:i]), 0).ok
+    print("staged", flush=True)
+    sys.stdin.readline()
 print("done", flush=True)
 """
 

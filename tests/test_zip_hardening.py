@@ -17,6 +17,7 @@ import pytest
 
 from filesync.locations.base import ANY, Entry
 from filesync.locations.zip import format as zf
+from filesync.result import ErrorKind
 from tests.conftest import run_main, tree
 from tests.conftest import write as write_file
 from tests.test_zip_support import (
@@ -110,6 +111,7 @@ def test_names_a_zip_cannot_hold_are_refused(archive, name):
     moved = loc.rename("ok.txt", name)
     assert not written.ok and not made.ok and not moved.ok
     for result in (written, made, moved):
+        assert result.kind is ErrorKind.INVALID, result
         assert loc.name_problem(name) in result.message, result.message
     assert archive.read_bytes() == ok_bytes != before
     assert set(listing(loc)) == {"ok.txt"}
@@ -134,12 +136,13 @@ def test_write_refuses_a_member_changed_after_the_plan(archive, tmp_path):
     loc = location(archive)
     planned = write(loc, "f.txt", b"old!", T0 * SECOND)
     write(loc, "g.txt", b"g0", T0 * SECOND)
-    assert loc.begin_batch().ok
-    write(loc, "g.txt", b"g1", (T0 + 5) * SECOND)  # the batch has seen the archive
-    zip_update(archive, tmp_path / "work", "f.txt", b"zip!", T0 + 1)
-    refused = loc.write("f.txt", io.BytesIO(b"ours"), (T0 + 9) * SECOND, expect=planned)
-    assert not refused.ok and "changed since the plan was made" in refused.message
-    assert loc.end_batch().ok
+    with loc.batch() as batch:
+        assert batch.begun.ok
+        write(loc, "g.txt", b"g1", (T0 + 5) * SECOND)  # the batch has seen the archive
+        zip_update(archive, tmp_path / "work", "f.txt", b"zip!", T0 + 1)
+        refused = loc.write("f.txt", io.BytesIO(b"ours"), (T0 + 9) * SECOND, expect=planned)
+        assert not refused.ok and refused.kind is ErrorKind.CHANGED, refused
+    assert batch.ended is not None and batch.ended.ok
     assert_valid(archive, unzip=())
     with zipfile.ZipFile(archive) as z:
         assert z.read("f.txt") == b"zip!" and z.read("g.txt") == b"g1"
@@ -147,12 +150,13 @@ def test_write_refuses_a_member_changed_after_the_plan(archive, tmp_path):
 
 def test_expect_none_refuses_a_member_that_appeared(archive, tmp_path):
     loc = location(archive)
-    assert loc.begin_batch().ok
-    write(loc, "g.txt", b"g")
-    zip_update(archive, tmp_path / "work", "new.txt", b"theirs", T0)
-    refused = loc.write("new.txt", io.BytesIO(b"ours"), T0 * SECOND, expect=None)
-    assert not refused.ok and "changed since the plan was made" in refused.message
-    assert loc.end_batch().ok
+    with loc.batch() as batch:
+        assert batch.begun.ok
+        write(loc, "g.txt", b"g")
+        zip_update(archive, tmp_path / "work", "new.txt", b"theirs", T0)
+        refused = loc.write("new.txt", io.BytesIO(b"ours"), T0 * SECOND, expect=None)
+        assert not refused.ok and refused.kind is ErrorKind.CHANGED, refused
+    assert batch.ended is not None and batch.ended.ok
     with zipfile.ZipFile(archive) as z:
         assert z.read("new.txt") == b"theirs" and z.read("g.txt") == b"g"
 
@@ -169,39 +173,42 @@ def test_write_with_the_expected_entry_lands(archive):
 def test_zip_u_during_the_rewrite_window_keeps_theirs_and_lands_the_rest(archive, tmp_path):
     loc = location(archive)
     planned = write(loc, "f.txt", b"old!", T0 * SECOND)
-    assert loc.begin_batch().ok
-    assert loc.write("f.txt", io.BytesIO(b"ours"), (T0 + 9) * SECOND, expect=planned).ok
-    write(loc, "g.txt", b"g")
-    zip_update(archive, tmp_path / "work", "f.txt", b"zip!", T0 + 1)  # after staging
-    assert loc.end_batch().ok
+    with loc.batch() as batch:
+        assert batch.begun.ok
+        assert loc.write("f.txt", io.BytesIO(b"ours"), (T0 + 9) * SECOND, expect=planned).ok
+        write(loc, "g.txt", b"g")
+        zip_update(archive, tmp_path / "work", "f.txt", b"zip!", T0 + 1)  # after staging
+    assert batch.ended is not None and batch.ended.ok
     with zipfile.ZipFile(archive) as z:
         assert z.read("f.txt") == b"zip!" and z.read("g.txt") == b"g"
-    assert set(loc.batch_refusals()) == {"f.txt"}
-    assert "changed since the plan was made" in loc.batch_refusals()["f.txt"]
+    assert set(batch.refused) == {"f.txt"}
+    assert "changed since the plan was made" in batch.refused["f.txt"]
 
 
 def test_stat_in_a_batch_sees_changes_made_by_another_program(archive, tmp_path):
     loc = location(archive)
     write(loc, "f.txt", b"old!", T0 * SECOND)
-    assert loc.begin_batch().ok
-    write(loc, "g.txt", b"g")
-    zip_update(archive, tmp_path / "work", "f.txt", b"zip!", T0 + 1)
-    found = loc.stat("f.txt")
-    assert found.ok and found.value == Entry("f.txt", False, 4, (T0 + 1) * SECOND)
-    assert loc.stat("g.txt").value is not None  # the batch's own change is still seen
-    assert loc.end_batch().ok
+    with loc.batch() as batch:
+        assert batch.begun.ok
+        write(loc, "g.txt", b"g")
+        zip_update(archive, tmp_path / "work", "f.txt", b"zip!", T0 + 1)
+        found = loc.stat("f.txt")
+        assert found.ok and found.value == Entry("f.txt", False, 4, (T0 + 1) * SECOND)
+        assert loc.stat("g.txt").value is not None  # the batch's own change is still seen
+    assert batch.ended is not None and batch.ended.ok
 
 
 def test_delete_of_a_member_changed_before_the_rewrite_keeps_it(archive, tmp_path):
     loc = location(archive)
     write(loc, "f.txt", b"old!", T0 * SECOND)
-    assert loc.begin_batch().ok
-    assert loc.rename("f.txt", ".filesync/versions/f.txt~20260101T000000.000000Z").ok
-    zip_update(archive, tmp_path / "work", "f.txt", b"zip!", T0 + 1)
-    assert loc.end_batch().ok
+    with loc.batch() as batch:
+        assert batch.begun.ok
+        assert loc.rename("f.txt", ".filesync/versions/f.txt~20260101T000000.000000Z").ok
+        zip_update(archive, tmp_path / "work", "f.txt", b"zip!", T0 + 1)
+    assert batch.ended is not None and batch.ended.ok
     with zipfile.ZipFile(archive) as z:
         assert z.read("f.txt") == b"zip!"
-    assert set(loc.batch_refusals()) == {"f.txt"}
+    assert set(batch.refused) == {"f.txt"}
 
 
 # ----- 4. permissions -----------------------------------------------------------------------
@@ -322,6 +329,6 @@ def test_an_archive_replaced_by_a_fifo_never_hangs(archive):
             assert not alive, "filesync hung on a FIFO"
             [result] = box
             assert not result.ok, result  # type: ignore[attr-defined]
-            assert "not a regular file" in result.message  # type: ignore[attr-defined]
+            assert result.kind is ErrorKind.INVALID, result  # type: ignore[attr-defined]
     finally:
         archive.unlink()
