@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import io
 import threading
+from pathlib import Path
 
+from filesync.engine import Engine, Options
+from filesync.locations.folder import FolderLocation
 from filesync.locations.memory import DEFAULT_MODE, MemoryLocation
+from filesync.locations.spec import FolderSpec
 from filesync.result import ErrorKind
+from filesync.state import StateStore
 
-from .helpers import T1, T2, Generated, kind_of, listed, read, scanned, write, written
+from .helpers import T1, T2, Generated, batched, kind_of, listed, read, scanned, write, written
 
 
 def test_identity_and_defaults():
@@ -111,3 +116,30 @@ def test_planted_temporary_files_are_temps_and_stay_removable():
     assert listing.temps == [temp] and sorted(listing.entries) == ["d"]
     assert location.delete(temp).ok
     assert scanned(location).temps == []
+
+
+def test_the_engine_syncs_a_memory_location_with_a_folder(tmp_path: Path):
+    """A library user's view: a MemoryLocation takes part in rounds like any backend."""
+    memory = MemoryLocation("engine")
+    folder = FolderLocation(FolderSpec(tmp_path / "folder"))
+    assert folder.prepare().ok
+    written(memory, "from memory/a.txt", b"made in memory", T1)
+    (tmp_path / "folder" / "b.txt").write_bytes(b"made on disk")
+    store, _ = StateStore.open(tmp_path / "state.sqlite", [memory.key, folder.key]).unwrap()
+    try:
+        engine = Engine([memory, folder], store, Options(), threading.Event())
+        engine.start()
+        assert engine.run_round().identical
+        assert (tmp_path / "folder" / "from memory" / "a.txt").read_bytes() == b"made in memory"
+        assert read(memory, "b.txt") == b"made on disk"
+        assert memory.read_marker().unwrap() is not None
+        assert batched(memory, lambda: memory.delete("b.txt")).ok
+        assert engine.run_round().identical
+        assert not (tmp_path / "folder" / "b.txt").exists()
+        assert list((tmp_path / "folder" / ".filesync" / "versions").glob("b.txt~*"))
+        memory.available = False  # unavailable is not empty: nothing is deleted
+        report = engine.run_round()
+        assert not report.identical and report.listings[memory.key] is None
+        assert (tmp_path / "folder" / "from memory" / "a.txt").exists()
+    finally:
+        store.close()
