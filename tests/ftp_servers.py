@@ -508,6 +508,9 @@ class Served:
     own: Callable[[Path], None]                 # make a file placed there the user's
     stop: Callable[[], None]
     start: Callable[[], object]
+    #: Make a served folder read-only for the FTP user (pyftpdlib: its permission
+    #: setting, as it runs as root; pure-ftpd: the folder's mode, its user is not root).
+    deny: Callable[[Path], None]
 
 
 @pytest.fixture(params=["pyftpdlib", "pure-ftpd"])
@@ -518,8 +521,12 @@ def any_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Serve
         root.mkdir()
         server = PyftpdServer(root).start()
         try:
+            def deny(folder: Path) -> None:
+                server.handler.authorizer.override_perm(USER, str(folder), "elr",
+                                                         recursive=True)
+
             yield Served("pyftpdlib", root, lambda path="": server.url(path),
-                         lambda _path: None, server.stop, server.start)
+                         lambda _path: None, server.stop, server.start, deny)
         finally:
             server.stop()
     else:
@@ -527,6 +534,6 @@ def any_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Serve
         try:
             pure.start()
             yield Served("pure-ftpd", pure.root, lambda path="": pure.url(path), pure.own,
-                         pure.stop, pure.start)
+                         pure.stop, pure.start, lambda folder: folder.chmod(0o555))
         finally:
             pure.cleanup()

@@ -14,6 +14,7 @@ import pytest
 from filesync.locations import Settings, parse_location
 from filesync.locations.ftp import FtpLocation
 from filesync.locations.spec import FtpSpec
+from filesync.result import ErrorKind
 from tests.conftest import run_main, tree, write
 from tests.ftp_servers import PyftpdServer, Served
 
@@ -72,12 +73,13 @@ def test_names_the_server_cannot_hold_are_refused_before_anything_is_sent(
     assert problem, name
     assert "\r" not in problem and "\n" not in problem
     written = location.write(name, io.BytesIO(b"data"), T)
-    assert not written.ok and problem in written.message
+    assert not written.ok and written.kind is ErrorKind.INVALID
+    assert problem in written.message  # the user is told why
     made = location.mkdir(name)
-    assert not made.ok and problem in made.message
+    assert not made.ok and made.kind is ErrorKind.INVALID and problem in made.message
     assert location.write("ok.txt", io.BytesIO(b"ok"), T).ok
     moved = location.rename("ok.txt", name)
-    assert not moved.ok and problem in moved.message
+    assert not moved.ok and moved.kind is ErrorKind.INVALID and problem in moved.message
     assert _files(any_server.root / "site") == {"ok.txt": b"ok"}
     assert [p.name for p in (any_server.root / "site").iterdir()] == ["ok.txt"]
 
@@ -87,9 +89,9 @@ def test_a_refused_name_sends_no_command(pyftpd, open_ftp):
     location = open_ftp(server.url())
     before = dict(server.stats.commands)
     for name in ("tab\there", "trail ", "x\\y", "bad\udcff"):
-        assert not location.write(name, io.BytesIO(b"data"), T).ok
-        assert not location.mkdir(name).ok
-        assert not location.rename("anything", name).ok
+        for result in (location.write(name, io.BytesIO(b"data"), T), location.mkdir(name),
+                       location.rename("anything", name)):
+            assert not result.ok and result.kind is ErrorKind.INVALID, (name, result)
     assert dict(server.stats.commands) == before
 
 
@@ -146,7 +148,7 @@ def test_a_file_saved_on_the_server_during_an_upload_is_not_replaced(any_server:
     # Planned as absent (expect=None); the user saves the file while it is uploaded.
     source = Meddling(3 << 20, _user_saves(any_server, target, b"the user's own file"))
     failed = location.write("doc.txt", source, T, expect=None)  # type: ignore[arg-type]
-    assert not failed.ok and "changed since the plan" in failed.message
+    assert not failed.ok and failed.kind is ErrorKind.CHANGED
     assert target.read_bytes() == b"the user's own file"
     assert _files(any_server.root / "site") == {"doc.txt": b"the user's own file"}
 
@@ -156,7 +158,7 @@ def test_a_file_saved_on_the_server_during_an_upload_is_not_replaced(any_server:
     source = Meddling(3 << 20, _user_saves(any_server, target, b"saved again, a longer text"))
     failed = location.write("doc.txt", source, T, keep_old_as=".filesync/versions/doc.txt~1",
                             expect=planned)  # type: ignore[arg-type]
-    assert not failed.ok and "changed since the plan" in failed.message
+    assert not failed.ok and failed.kind is ErrorKind.CHANGED
     assert _files(any_server.root / "site") == {"doc.txt": b"saved again, a longer text"}
 
 
@@ -171,7 +173,7 @@ def test_an_unchanged_target_is_replaced(any_server: Served, open_ftp):
         == b"one"
     # Planned absent, but it is there: refused, nothing changed.
     refused = location.write("doc.txt", io.BytesIO(b"three"), T, expect=None)
-    assert not refused.ok and "changed since the plan" in refused.message
+    assert not refused.ok and refused.kind is ErrorKind.CHANGED
     assert (any_server.root / "site" / "doc.txt").read_bytes() == b"two!"
     assert not list((any_server.root / "site").rglob(".filesync-*.tmp"))
 
@@ -274,9 +276,8 @@ def test_a_server_that_keeps_failing_gives_a_clear_error_in_bounded_time(pyftpd,
                     lambda: location.open_read("f.txt")):
         started = time.monotonic()
         result = attempt()
-        assert not result.ok
-        assert "450 File busy" in result.message
-        assert "is the folder missing" not in result.message
+        assert not result.ok and result.kind is ErrorKind.UNAVAILABLE, result
+        assert "450 File busy" in result.message  # what the server said is shown
         assert time.monotonic() - started < 10
     assert not list((server.root / "site").rglob(".filesync-*.tmp"))
 

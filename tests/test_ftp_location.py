@@ -153,7 +153,7 @@ def test_rename_delete_mkdir_rmdir(any_server: Served, open_ftp):
     assert location.mkdir("p/q").ok  # already there
     _write(location, "p/q/r/f", b"f")
     refused = location.rmdir("p/q/r")
-    assert not refused.ok and "p/q/r" in refused.message
+    assert not refused.ok and refused.kind is ErrorKind.FAILED and "p/q/r" in refused.message
     assert location.delete("p/q/r/f").ok
     assert location.delete("p/q/r/f").ok  # already gone
     assert location.rmdir("p/q/r").ok
@@ -177,9 +177,10 @@ def test_a_missing_root_is_an_error_not_an_empty_listing(any_server: Served, ope
     # pyftpdlib answers MLSD of a missing folder with 501, pure-ftpd with 550.
     location = open_ftp(any_server.url("not/there"))
     failed = location.scan(lambda _path: False)
-    assert not failed.ok and "not/there" in failed.message
+    assert not failed.ok and failed.kind is ErrorKind.UNAVAILABLE and "not/there" in failed.message
     assert not (any_server.root / "not").exists()  # only prepare creates it
-    assert location.probe().ok is False
+    probed = location.probe()
+    assert not probed.ok and probed.kind is ErrorKind.UNAVAILABLE
     assert location.prepare().ok  # creates it
     assert location.scan(lambda _path: False).unwrap().entries == {}
     assert location.probe().ok
@@ -400,8 +401,8 @@ def test_a_wrong_password_fails_clearly_without_a_retry_storm(pyftpd, open_ftp):
     server = pyftpd()
     location = open_ftp(f"ftp://{USER}:WrongPass123@127.0.0.1:{server.port}/")
     refused = location.prepare()
-    assert not refused.ok
-    assert "refused the login" in refused.message and "password" in refused.message
+    assert not refused.ok and refused.kind is ErrorKind.REFUSED  # the CLI exits 2
+    assert "password" in refused.message  # what to check
     assert "WrongPass123" not in refused.message
     for _ in range(5):
         assert not location.scan(lambda _path: False).ok
@@ -422,8 +423,8 @@ def test_ftps_with_a_trusted_ca(pyftpd, open_ftp, tls_files):
 def test_ftps_refuses_an_unknown_certificate(pyftpd, open_ftp, tls_files):
     server = pyftpd(tls=tls_files)
     refused = open_ftp(server.url()).prepare()
-    assert not refused.ok
-    assert "certificate" in refused.message and "--ca-file" in refused.message
+    assert not refused.ok and refused.kind is ErrorKind.REFUSED
+    assert "certificate" in refused.message and "--ca-file" in refused.message  # the way out
     assert server.stats.logins == 0
 
 
@@ -438,7 +439,7 @@ def test_ftps_insecure_works_with_a_warning(pyftpd, open_ftp, tls_files, log_rec
 def test_plain_ftp_to_a_tls_only_server_is_a_clear_error(pyftpd, open_ftp, tls_files):
     server = pyftpd(tls=tls_files)
     refused = open_ftp(server.url(scheme="ftp")).prepare()
-    assert not refused.ok and "refused the login" in refused.message
+    assert not refused.ok and refused.kind is ErrorKind.REFUSED
 
 
 # ----- passwords ---------------------------------------------------------------------------
@@ -460,8 +461,8 @@ def test_no_password_anywhere_is_a_clear_error(pyftpd, open_ftp, tmp_path, monke
     netrc.write_text("machine 127.0.0.1 login somebody-else password nope\n")
     monkeypatch.setenv("NETRC", str(netrc))
     checked = open_ftp(server.url(password=False)).check()
-    assert not checked.ok
-    assert "no password" in checked.message and str(netrc) in checked.message
+    assert not checked.ok and checked.kind is ErrorKind.INVALID
+    assert str(netrc) in checked.message  # where to put it
     assert server.stats.commands["USER"] == 0
 
 
@@ -470,5 +471,5 @@ def test_a_malformed_netrc_is_reported_without_its_content(open_ftp, tmp_path, m
     netrc.write_text(f"machine 127.0.0.1 login alice password {PASSWORD}\nnonsense here\n")
     monkeypatch.setenv("NETRC", str(netrc))
     checked = open_ftp("ftp://alice@127.0.0.1:21/").check()
-    assert not checked.ok and "malformed" in checked.message
+    assert not checked.ok and checked.kind is ErrorKind.INVALID and "malformed" in checked.message
     assert PASSWORD not in checked.message and "nonsense" not in checked.message
