@@ -17,7 +17,7 @@ from filesync.concurrency import Concurrency, parallel_map
 from filesync.locations.base import Batch, Location
 from filesync.model import Entry, Record, still_holds
 from filesync.planner import Action, Decision, Op, Plan, record_of
-from filesync.result import Err, Ok, Result
+from filesync.result import Err, ErrorKind, Ok, Result
 from filesync.state import StateStore
 from filesync.versions import conflict_path, prune, version_path
 
@@ -48,6 +48,7 @@ class Failure:
     path: str
     location: str
     message: str
+    kind: ErrorKind = ErrorKind.FAILED
 
 
 @dataclass
@@ -277,7 +278,8 @@ class Executor:
                 pending: dict[str, list[tuple[Action, Entry | None]]]) -> None:
         if not result.ok:
             if not self.stop.is_set():
-                outcome.failures.append(Failure(action.path, action.target, result.message))
+                outcome.failures.append(Failure(action.path, action.target, result.message,
+                                                result.kind))
             return
         if self.locations[action.target].capabilities.transactional:
             pending.setdefault(action.target, []).append((action, result.value))
@@ -290,13 +292,14 @@ class Executor:
         ended = batch.ended
         if ended is not None and not ended.ok:
             for action, _ in pending:
-                outcome.failures.append(Failure(action.path, key, ended.message))
+                outcome.failures.append(Failure(action.path, key, ended.message, ended.kind))
             if not pending:
                 log.error("%s", ended.message)
             return
         for action, entry in pending:
             if action.path in batch.refused:
-                outcome.failures.append(Failure(action.path, key, batch.refused[action.path]))
+                outcome.failures.append(Failure(action.path, key, batch.refused[action.path],
+                                                ErrorKind.CHANGED))
             else:
                 self._record(action, entry, decisions[action.path])
 
@@ -358,7 +361,8 @@ class Executor:
         if not found.ok:
             return found
         if not still_holds(found.value, action.expect):
-            return Err("changed since the plan was made; it will be looked at again")
+            return Err("changed since the plan was made; it will be looked at again",
+                       ErrorKind.CHANGED)
         if action.op is Op.DELETE:
             kept = target.rename(action.path, self._kept_name(action))
             return kept if not kept.ok else Ok(None)

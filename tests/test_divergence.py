@@ -18,7 +18,7 @@ from filesync.engine import Engine, Options
 from filesync.locations.base import Entry, Location
 from filesync.locations.folder import FolderLocation
 from filesync.locations.spec import FolderSpec
-from filesync.result import Ok, Result
+from filesync.result import ErrorKind, Ok, Result
 from filesync.state import StateStore
 from filesync.watcher import EventKind, Watcher, WatchEvent
 from tests.conftest import tree, write
@@ -337,7 +337,8 @@ def test_a_zip_member_changed_before_the_rewrite_is_a_failure_not_a_record(tmp_p
     planned = engine.make_plan(engine.list_all())
     assert sorted(act.path for act in planned.actions()) == ["f.txt", "g.txt"]
     outcome = engine.executor.apply(planned)
-    assert [(f.path, f.location) for f in outcome.failures] == [("f.txt", zip_key)]
+    assert [(f.path, f.location, f.kind) for f in outcome.failures] == [
+        ("f.txt", zip_key, ErrorKind.CHANGED)]
     assert zip_members(archive) == {"f.txt": b"zip!", "g.txt": b"g"}
     records = engine.store.load(["f.txt"])["f.txt"].records
     assert zip_key not in records, "the refused write is not recorded as held"

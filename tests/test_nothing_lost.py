@@ -12,6 +12,7 @@ from pathlib import Path
 from filesync.engine import Engine, Options
 from filesync.locations.folder import FolderLocation
 from filesync.locations.spec import FolderSpec
+from filesync.result import ErrorKind
 from filesync.state import StateStore
 from tests.conftest import run_main, tree, write
 
@@ -245,8 +246,7 @@ def test_a_target_changed_after_planning_is_not_clobbered(tmp_path):
     outcome = engine.executor.apply(planned)
     store.close()
     assert (b / "f.txt").read_text() == "edited meanwhile!"
-    assert [f.message for f in outcome.failures] == [
-        "changed since the plan was made; it will be looked at again"]
+    assert [(f.path, f.kind) for f in outcome.failures] == [("f.txt", ErrorKind.CHANGED)]
 
 
 def test_stale_temporary_files_never_count_as_user_files(tmp_path, sync):
