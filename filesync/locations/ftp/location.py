@@ -17,7 +17,13 @@ from typing import TYPE_CHECKING, BinaryIO
 from filesync.locations.base import Location, Readable
 from filesync.locations.capabilities import Capabilities
 from filesync.locations.ftp.client import Client
-from filesync.locations.ftp.errors import FTP_ERRORS, FtpFailure, LoginRefused, ftp_kind
+from filesync.locations.ftp.errors import (
+    FTP_ERRORS,
+    FtpFailure,
+    LoginRefused,
+    ServerUnavailable,
+    ftp_kind,
+)
 from filesync.locations.ftp.folders import Folders
 from filesync.locations.ftp.listing import DIR, FILE, Features, RemoteItem
 from filesync.locations.ftp.names import unsafe_command_argument, unsendable
@@ -90,8 +96,8 @@ class FtpLocation(Location):
             self._session.run(self._folders.ensure_root)
         except FTP_ERRORS as exc:
             kind = ftp_kind(exc)
-            if isinstance(exc, LoginRefused):
-                return Err(self._session.scrub(str(exc)), kind)  # says all there is to say
+            if isinstance(exc, (LoginRefused, ServerUnavailable)):
+                return Err(self._session.scrub(str(exc)), kind)  # names the server and why
             action = "reach" if kind is ErrorKind.UNAVAILABLE else "create the folder"
             return self._session.err(action, "", exc)
         self._root_ready = True
