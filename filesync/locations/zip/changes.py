@@ -206,7 +206,7 @@ class Changes:
         with self.lock:
             if own is None and self._batch is not batch:
                 return Err(f"cannot write {self.errors.where(path)}: the round ended before "
-                           "the file was read; it will be copied again")
+                           "the file was read; it will be copied again", ErrorKind.FAILED)
             try:
                 return self.change(Op("put", path, (None, None), item, keep_old_as),
                                    "write", path, own, expect)

@@ -94,7 +94,7 @@ class ZipLocation(Location):
             self._archive.directory(fd, os.fstat(fd))
         except Retry:
             return Err(f"{self.path} changed while it was being checked; is another program "
-                       "writing it? Try again when it is done")
+                       "writing it? Try again when it is done", ErrorKind.FAILED)
         except (OSError, zf.ZipFormatError) as exc:
             return self._errors.of(exc, "read")
         finally:
@@ -289,7 +289,13 @@ class ZipLocation(Location):
     def delete(self, path: str) -> Result[None]:
         """Remove a member (or a stale temporary file beside the archive)."""
         if "/" not in path and TEMP_NAME.match(path):
-            return self._temps.remove(path)
+            try:
+                if self._temps.remove(path):
+                    return Ok(None)
+            except OSError as exc:
+                return self._errors.os_error(exc, "remove the stale temporary file", path)
+            return Err(f"temporary file {self.folder / path} is in use by a running filesync; "
+                       "left alone", ErrorKind.FAILED)
         result = self._changes.change(Op("delete", path, (None, None)), "delete", path)
         return result if not result.ok else Ok(None)
 

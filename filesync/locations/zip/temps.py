@@ -6,12 +6,12 @@ file abandoned by a killed run (stale: safe to remove) from one a live run still
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from pathlib import Path
 
 from filesync.model import TEMP_NAME
-from filesync.result import Err, Ok, Result, kind_of
 
 try:
     import fcntl
@@ -78,16 +78,14 @@ class Temps:
         return [name for name in self._names
                 if name not in self.live and not in_use(str(self.folder / name))]
 
-    def remove(self, name: str) -> Result[None]:
-        """Remove a stale temporary file (one that is gone already is fine)."""
+    def remove(self, name: str) -> bool:
+        """Remove a stale temporary file (one that is gone already is fine).
+
+        False when a live filesync run holds it (it is left alone); raises ``OSError``.
+        """
         full = self.folder / name
         if name in self.live or in_use(str(full)):
-            return Err(f"temporary file {full} is in use by a running filesync; left alone")
-        try:
+            return False
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(full)
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            return Err(f"cannot remove stale temporary file {full}: {exc.strerror or exc}",
-                       kind_of(exc))
-        return Ok(None)
+        return True
