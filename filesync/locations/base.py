@@ -336,5 +336,6 @@ class Location(ABC):
                 while chunk := stream.read(CHUNK_SIZE):
                     digest.update(chunk)
         except OSError as exc:
-            return Err(f"cannot read {path!r} in {self.display}: {exc.strerror or exc}")
+            return Err(f"cannot read {path!r} in {self.display}: {exc.strerror or exc}",
+                       kind_of(exc))
         return Ok(digest.hexdigest())
