@@ -123,6 +123,7 @@ def test_a_missing_path_is_not_found(any_server: Served, open_ftp):
         assert kind(location.rename(missing, "moved.txt")) is NOT_FOUND, missing
         assert location.stat(missing).unwrap() is None
         assert location.delete(missing).ok  # already gone is fine
+        assert kind(location.rmdir(missing)) is NOT_FOUND, missing
     assert kind(location.sha256("nothing.txt")) is NOT_FOUND
     assert location.stat_many(["nothing.txt", "nowhere/x"]) == {
         "nothing.txt": location.stat("nothing.txt"), "nowhere/x": location.stat("nowhere/x")}

@@ -157,7 +157,8 @@ def test_rename_delete_mkdir_rmdir(any_server: Served, open_ftp):
     assert location.delete("p/q/r/f").ok
     assert location.delete("p/q/r/f").ok  # already gone
     assert location.rmdir("p/q/r").ok
-    assert location.rmdir("p/q/r").ok  # already gone
+    gone = location.rmdir("p/q/r")  # already gone: the contract says so
+    assert not gone.ok and gone.kind is ErrorKind.NOT_FOUND
     assert location.stat("p/q").unwrap() == Entry("p/q", True)
 
 

@@ -282,7 +282,7 @@ class FtpLocation(Location):
         return Ok(Entry(path, True))
 
     def rmdir(self, path: str) -> Result[None]:
-        """Remove an empty folder; a missing one is fine, a non-empty one an error."""
+        """Remove an empty folder; a missing one is ``NOT_FOUND``, a non-empty one an error."""
         bad = unsafe_command_argument(path)
         if bad:
             return Err(f"cannot delete folder {path!r} in {self.display}: {bad}",
@@ -296,7 +296,8 @@ class FtpLocation(Location):
             except ftplib.error_perm as exc:
                 item = self._tree.stat_on(client, path)
                 if item is None:
-                    return
+                    raise FtpFailure(f"it is not there (the server answered "
+                                     f"{str(exc).strip()!r})", ErrorKind.NOT_FOUND) from None
                 if item.kind == DIR:
                     raise FtpFailure(f"it is not empty or may not be removed (the server "
                                      f"answered {str(exc).strip()!r})", ftp_kind(exc)) from None
