@@ -246,7 +246,7 @@ class FtpLocation(Location):
             return session.err(f"move {old!r} to", new, exc)
         if item is None or item.kind != FILE or item.mtime_ns is None:
             return Err(f"cannot move {old!r} to {new!r} in {self.display}: it is not there "
-                       "after the rename")
+                       "after the rename", ErrorKind.FAILED)
         return Ok(Entry(new, False, item.size, item.mtime_ns))
 
     def delete(self, path: str) -> Result[None]:

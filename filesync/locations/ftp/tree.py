@@ -306,8 +306,10 @@ class Tree:
         if item.kind == FILE and item.mtime_ns is not None:
             return Ok(Entry(path, False, item.size, item.mtime_ns))
         if item.kind == FILE:
-            return Err(f"{path!r} in {self.display}: the server gives no modification time")
-        return Err(f"{path!r} in {self.display} is a link or special file; it is not synced")
+            return Err(f"{path!r} in {self.display}: the server gives no modification time",
+                       ErrorKind.FAILED)
+        return Err(f"{path!r} in {self.display} is a link or special file; it is not synced",
+                   ErrorKind.FAILED)
 
     def stat_groups(self, groups: dict[str, list[str]]) -> dict[str, Result[Entry | None]]:
         """Look up paths grouped by parent folder: one listing per parent, in parallel."""
