@@ -368,7 +368,9 @@ class Executor:
             return kept if not kept.ok else Ok(None)
         if action.op is Op.RMDIR:
             removed = target.rmdir(action.path)
-            return removed if not removed.ok else Ok(None)
+            # A folder someone removed meanwhile is what this action wanted anyway.
+            gone = not removed.ok and removed.kind is ErrorKind.NOT_FOUND
+            return removed if not removed.ok and not gone else Ok(None)
         if action.op is Op.MKDIR:
             return target.mkdir(action.path)
         return self._copy(action, target)

@@ -273,7 +273,7 @@ class Location(ABC):
 
     @abstractmethod
     def rmdir(self, path: str) -> Result[None]:
-        """Remove the empty directory ``path``; a non-empty one is an error."""
+        """Remove the empty directory ``path`` (missing: NOT_FOUND; not empty: an error)."""
 
     # ----- shared logic -----------------------------------------------------------------
     def list(self, excludes: Excludes) -> Result[Listing]:
