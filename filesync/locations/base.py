@@ -212,8 +212,12 @@ class Location(ABC):
         """Why this location cannot hold a file or folder named ``path`` (None: it can).
 
         Asked before anything is written, so a name the location would drop, mangle or
-        reject is refused and reported instead, and never read back as a deletion.
+        reject is refused and reported instead, and never read back as a deletion. The
+        base refuses what ``list`` would skip as unsafe here, and temporary-file names.
         """
+        reason = unsafe_reason(path, self.capabilities.posix_names)
+        if reason:
+            return f"unsafe name ({reason})"
         if TEMP_NAME.match(path.rpartition("/")[2]):
             return "the name has the form of filesync's temporary files"
         return None

@@ -32,7 +32,7 @@ from filesync.locations.ftp.session import Session
 from filesync.locations.ftp.transfer import Transfers
 from filesync.locations.ftp.tree import Tree
 from filesync.locations.spec import FtpSpec
-from filesync.model import ANY, Entry, Listing, Unchecked, parents_of
+from filesync.model import ANY, Entry, Listing, Unchecked, parents_of, unsafe_reason
 from filesync.result import Err, ErrorKind, Ok, Result
 
 if TYPE_CHECKING:
@@ -138,9 +138,16 @@ class FtpLocation(Location):
         problem = super().name_problem(path)
         return problem if problem is not None else unsendable(path)
 
-    def _refused_name(self, action: str, path: str) -> Err | None:
-        """An ``INVALID`` Err when ``path`` cannot be written to the server as it is."""
-        bad = unsendable(path)
+    def _refused_name(self, action: str, path: str, temp_ok: bool = False) -> Err | None:
+        """An ``INVALID`` Err when ``path`` cannot be written to the server as it is.
+
+        ``temp_ok``: a temporary name may be the source of a move (one left by another
+        engine is set aside into the versions that way).
+        """
+        bad = unsendable(path) if temp_ok else self.name_problem(path)
+        if bad is None and temp_ok:
+            reason = unsafe_reason(path)
+            bad = None if reason is None else f"unsafe name ({reason})"
         return None if bad is None else Err(f"cannot {action} {path!r} in {self.display}: "
                                             f"{bad}", ErrorKind.INVALID)
 
@@ -211,15 +218,15 @@ class FtpLocation(Location):
         two renames the real name is briefly absent (FTP has no atomic exchange).
         """
         for name in (path, keep_old_as or path):
-            bad = unsendable(name)
-            if bad:
-                return Err(f"cannot write {name!r} to {self.display}: {bad}", ErrorKind.INVALID)
+            bad = self._refused_name("write", name)
+            if bad is not None:
+                return bad
         return self._transfers.write(path, source, mtime_ns, keep_old_as, expect, self.owner)
 
     def rename(self, old: str, new: str) -> Result[Entry]:
         """Move a file on the server (RNFR/RNTO); missing parents of ``new`` are created."""
-        for path in (old, new):
-            bad = self._refused_name("move", path)
+        for path, temp_ok in ((old, True), (new, False)):
+            bad = self._refused_name("move", path, temp_ok)
             if bad is not None:
                 return bad
         self._folders.touch(old, new)
