@@ -24,7 +24,6 @@ from filesync.locations.base import (
     parents_of,
     still_holds,
     temp_name,
-    unsafe_reason,
 )
 from filesync.locations.capabilities import Capabilities
 from filesync.locations.spec import FolderSpec
@@ -111,14 +110,6 @@ class FolderLocation(Location):
                 return Err(f"cannot {action} {path!r} in {self.display}: {problem}",
                            ErrorKind.INVALID)
         return None
-
-    def name_problem(self, path: str) -> str | None:
-        """Temporary-file names and unsafe paths (absolute, ``..``, NUL) are refused."""
-        problem = super().name_problem(path)
-        if problem is not None:
-            return problem
-        reason = unsafe_reason(path, self.capabilities.posix_names)
-        return f"unsafe name ({reason})" if reason else None
 
     # ----- lifecycle ----------------------------------------------------------------------
     def check(self) -> Result[None]:

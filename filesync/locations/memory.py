@@ -45,7 +45,6 @@ from filesync.locations.base import (
     still_holds,
 )
 from filesync.locations.capabilities import Capabilities
-from filesync.model import unsafe_reason
 from filesync.result import Err, ErrorKind, Ok, Result, kind_of
 
 #: Permission bits of a new file written without any (``mode=0``).
@@ -176,14 +175,6 @@ class MemoryLocation(Location):
         """Available, and still carrying its marker once one is expected."""
         down = self._unavailable()
         return down if down is not None else self.check_marker()
-
-    def name_problem(self, path: str) -> str | None:
-        """Temporary-file names and unsafe paths (absolute, ``..``, NUL) are refused."""
-        problem = super().name_problem(path)
-        if problem is not None:
-            return problem
-        reason = unsafe_reason(path, posix=True)
-        return f"unsafe name ({reason})" if reason else None
 
     # ----- listing ------------------------------------------------------------------------
     def scan(self, skip_dir: Callable[[str], bool]) -> Result[Listing]:
