@@ -10,6 +10,7 @@ import contextlib
 import itertools
 import os
 import shutil
+import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,9 +45,8 @@ class Backend:
     #: Leave a file named ``name`` (a temporary file's name) where a crashed run of
     #: filesync would have left it (beside a ZIP archive, in a folder's root, ...).
     plant_temp: Callable[[str], None]
-    #: Make changes to the location refused (permission denied), or None where that
-    #: cannot be produced here (the tests run as root, which file permissions do not stop).
-    refuse_changes: Callable[[], None] | None
+    #: Make changes to the location refused (permission denied).
+    refuse_changes: Callable[[], None]
 
 
 def _open(text: str) -> Location:
@@ -60,13 +60,16 @@ def _prepared(location: Location) -> Location:
     return location
 
 
-def _chmod_refusal(root: Path) -> Callable[[], None] | None:
-    """Refuse writes below ``root`` by its permissions, unless root ignores them."""
-    if os.geteuid() == 0:
-        return None
-
+def _refusal(root: Path, cleanup: contextlib.ExitStack) -> Callable[[], None]:
+    """Refuse changes in the folder ``root``: by its permissions, or for root (whom
+    permission bits do not stop) by making it immutable (``chattr +i``), undone after."""
     def refuse() -> None:
-        root.chmod(0o555)
+        if os.geteuid() != 0:
+            root.chmod(0o555)
+            cleanup.callback(root.chmod, 0o755)
+            return
+        subprocess.run(["chattr", "+i", str(root)], check=True, capture_output=True)
+        cleanup.callback(subprocess.run, ["chattr", "-i", str(root)], check=False)
 
     return refuse
 
@@ -91,17 +94,16 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
             root = tmp_path / "folder root"
             folder = _prepared(_open(f"folder:{root}"))
             cleanup.callback(folder.close)
-            cleanup.callback(lambda: root.exists() and root.chmod(0o755))
             yield Backend(name, folder, lambda: shutil.rmtree(root),
                           lambda temp: (root / temp).write_bytes(b"left over"),
-                          _chmod_refusal(root))
+                          _refusal(root, cleanup))
         elif name == "zip":
             archive = tmp_path / "archive.zip"
             zipped = _prepared(_open(f"zip:{archive}"))
             cleanup.callback(zipped.close)
             yield Backend(name, zipped, archive.unlink,
                           lambda temp: (tmp_path / temp).write_bytes(b"left over"),
-                          _chmod_refusal(tmp_path))
+                          _refusal(tmp_path, cleanup))
         elif name == "ftp-pyftpdlib":
             served = tmp_path / "pyftpd-root"
             served.mkdir()

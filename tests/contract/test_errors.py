@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import io
 
-import pytest
-
 from filesync.excludes import Excludes
 from filesync.model import MARKER
 from filesync.result import ErrorKind
@@ -39,8 +37,6 @@ def test_an_unreachable_location_is_unavailable_never_empty(backend: Backend):
 
 
 def test_refused_changes_are_refused(backend: Backend):
-    if backend.refuse_changes is None:
-        pytest.skip(f"{backend.name}: permissions cannot be made to refuse anything as root")
     location = backend.location
     written(location, "file.txt", b"mine")
     assert batched(location, lambda: location.mkdir("folder")).ok
