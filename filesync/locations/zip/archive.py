@@ -11,7 +11,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from filesync.locations.folder import open_regular
+from filesync.locations.localfile import open_regular
 from filesync.locations.zip import format as zf
 from filesync.locations.zip.errors import Retry
 from filesync.locations.zip.view import Snapshot, View

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from filesync.locations.folder import NotRegularFileError
+from filesync.locations.localfile import NotRegularFileError
 from filesync.locations.zip import format as zf
 from filesync.result import Err, ErrorKind, kind_of
 
