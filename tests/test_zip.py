@@ -132,7 +132,7 @@ def test_stat_during_a_batch_reports_the_staged_state(archive):
         assert loc.delete("old.txt").ok
         assert loc.stat("new.txt").value == Entry("new.txt", False, 3, WHEN_NS // SECOND * SECOND)
         assert loc.stat("old.txt").value is None
-        assert archive.read_bytes() == before, "nothing lands before end_batch"
+        assert archive.read_bytes() == before, "nothing lands before the batch ends"
         assert location(archive).stat("old.txt").value is not None  # others see the old archive
     assert batch.ended is not None and batch.ended.ok
     assert set(listing(location(archive))) == {"new.txt"}

@@ -6,10 +6,12 @@ from dataclasses import dataclass
 
 from filesync.locations.base import Entry, Listing, Location
 from filesync.locations.folder import FolderLocation
+from filesync.locations.memory import MemoryLocation
 from filesync.locations.spec import FolderSpec, FtpSpec, LocationSpec, ZipSpec, parse_location
 from filesync.result import Err, Ok, Result
 
-__all__ = ["Entry", "Listing", "Location", "Settings", "open_location", "parse_location"]
+__all__ = ["Entry", "Listing", "Location", "MemoryLocation", "Settings", "open_location",
+           "parse_location"]
 
 
 @dataclass(frozen=True)

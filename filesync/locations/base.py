@@ -121,22 +121,22 @@ class Location(ABC):
         together when it closes. The yielded ``Batch`` says afterwards whether the group
         began and landed, and which staged changes were refused at the end.
         """
-        outcome = Batch(self.begin_batch())
+        outcome = Batch(self._begin_batch())
         try:
             yield outcome
         finally:
-            outcome.ended = self.end_batch()
-            outcome.refused = self.batch_refusals() if outcome.ended.ok else {}
+            outcome.ended = self._end_batch()
+            outcome.refused = self._batch_refusals() if outcome.ended.ok else {}
 
-    def begin_batch(self) -> Result[None]:
+    def _begin_batch(self) -> Result[None]:
         """Hook for backends, called by ``batch()``: start a group of changes."""
         return Ok(None)
 
-    def end_batch(self) -> Result[None]:
+    def _end_batch(self) -> Result[None]:
         """Hook for backends, called by ``batch()``: finish the group of changes."""
         return Ok(None)
 
-    def batch_refusals(self) -> dict[str, str]:
+    def _batch_refusals(self) -> dict[str, str]:
         """Hook for backends: changes of the last batch that did not land (path -> why).
 
         A transactional backend refuses a staged change whose target another program

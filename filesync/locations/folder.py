@@ -115,7 +115,7 @@ class FolderLocation(Location):
             return self._missing_root()
         return self.check_marker()
 
-    def begin_batch(self) -> Result[None]:
+    def _begin_batch(self) -> Result[None]:
         """Forget which directories were verified: the user may have changed them since."""
         self._known_dirs.clear()
         return Ok(None)

@@ -107,12 +107,12 @@ class FtpLocation(Location):
         """Log out of every idle connection."""
         self._session.close()
 
-    def begin_batch(self) -> Result[None]:
+    def _begin_batch(self) -> Result[None]:
         """Start remembering the folders this batch creates."""
         self._folders.new_batch()
         return Ok(None)
 
-    def end_batch(self) -> Result[None]:
+    def _end_batch(self) -> Result[None]:
         """Forget them again: after the batch, others may have filled those folders."""
         self._folders.new_batch()
         return Ok(None)

@@ -35,7 +35,7 @@ class Batch:
     slots: list[Slot] = field(default_factory=list)
     free: list[Slot] = field(default_factory=list)
     #: Changes dropped because another program changed their member meanwhile (path ->
-    #: message); see ``ZipLocation.batch_refusals``.
+    #: message); see ``ZipLocation._batch_refusals``.
     refused: dict[str, str] = field(default_factory=dict)
 
     def close(self) -> None:

@@ -145,15 +145,15 @@ class ZipLocation(Location):
         """Drop an unfinished batch (its staged data was never part of the archive)."""
         self._changes.close()
 
-    def begin_batch(self) -> Result[None]:
-        """Collect the following changes for one rewrite at ``end_batch``."""
+    def _begin_batch(self) -> Result[None]:
+        """Collect the following changes for one rewrite at ``_end_batch``."""
         return self._changes.begin()
 
-    def end_batch(self) -> Result[None]:
+    def _end_batch(self) -> Result[None]:
         """Write every change of the batch in one new archive and rename it into place."""
         return self._changes.end()
 
-    def batch_refusals(self) -> dict[str, str]:
+    def _batch_refusals(self) -> dict[str, str]:
         """Changes of the last batch that did not land (path -> why), though staged fine.
 
         Another program changed those members between the staging and the rewrite, so
@@ -268,7 +268,7 @@ class ZipLocation(Location):
         the archive never holds neither (or a partial) version. ``mode`` 0 keeps the
         permissions of the member replaced (0o644 for a new one). With ``expect`` the
         member is re-checked against the archive as it is on disk when the write is
-        staged, and again when the batch is written (see ``batch_refusals``).
+        staged, and again when the batch is written (see ``_batch_refusals``).
         """
         refused = self._refused_name("write", path, path, *([keep_old_as] if keep_old_as
                                                             else []))
