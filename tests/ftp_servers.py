@@ -537,3 +537,26 @@ def any_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Serve
                          pure.stop, pure.start, lambda folder: folder.chmod(0o555))
         finally:
             pure.cleanup()
+
+
+@pytest.fixture
+def open_ftp() -> Iterator[Callable[..., Any]]:
+    """Open FTP locations from location strings (not prepared); all closed after the test.
+
+    ``open_ftp(url, keepalive=..., **settings)``: ``settings`` are ``Settings`` fields.
+    """
+    from filesync.locations import Settings, parse_location
+    from filesync.locations.ftp import FtpLocation
+    from filesync.locations.ftp.pool import KEEPALIVE_SECONDS
+
+    opened: list[FtpLocation] = []
+
+    def make(url: str, keepalive: float = KEEPALIVE_SECONDS, **settings: Any) -> FtpLocation:
+        location = FtpLocation(parse_location(url).unwrap(), Settings(**settings),  # type: ignore[arg-type]
+                               keepalive=keepalive)
+        opened.append(location)
+        return location
+
+    yield make
+    for location in opened:
+        location.close()

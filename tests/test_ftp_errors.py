@@ -8,12 +8,9 @@ from __future__ import annotations
 
 import ftplib
 import io
-from collections.abc import Callable, Iterator
 
 import pytest
 
-from filesync.locations import Settings, parse_location
-from filesync.locations.ftp import FtpLocation
 from filesync.locations.ftp.errors import (
     FTP_ERRORS,
     FtpFailure,
@@ -22,29 +19,11 @@ from filesync.locations.ftp.errors import (
     ftp_kind,
     reply_kind,
 )
-from filesync.locations.spec import FtpSpec
 from filesync.result import ErrorKind, Result
 from tests.ftp_servers import PASSWORD, USER, Served, free_port
 
 T = 1_700_000_000_000_000_000
 NOT_FOUND, REFUSED, UNAVAILABLE = ErrorKind.NOT_FOUND, ErrorKind.REFUSED, ErrorKind.UNAVAILABLE
-
-
-@pytest.fixture
-def open_ftp() -> Iterator[Callable[[str], FtpLocation]]:
-    """Open FTP locations from location strings; all are closed after the test."""
-    opened: list[FtpLocation] = []
-
-    def make(url: str) -> FtpLocation:
-        spec = parse_location(url).unwrap()
-        assert isinstance(spec, FtpSpec)
-        location = FtpLocation(spec, Settings())
-        opened.append(location)
-        return location
-
-    yield make
-    for location in opened:
-        location.close()
 
 
 def kind(result: Result[object]) -> ErrorKind | None:

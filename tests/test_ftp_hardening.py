@@ -6,12 +6,12 @@ from __future__ import annotations
 import io
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from filesync.locations import Settings, parse_location
+from filesync.locations import parse_location
 from filesync.locations.ftp import FtpLocation
 from filesync.locations.spec import FtpSpec
 from filesync.result import ErrorKind
@@ -23,21 +23,14 @@ OLD = time.time() - 3600
 
 
 @pytest.fixture
-def open_ftp() -> Iterator[Callable[..., FtpLocation]]:
-    """Open (and prepare) FTP locations from location strings; all closed after the test."""
-    opened: list[FtpLocation] = []
-
+def open_ftp(open_ftp: Callable[..., FtpLocation]) -> Callable[..., FtpLocation]:
+    """The shared fixture's locations, prepared."""
     def make(url: str) -> FtpLocation:
-        spec = parse_location(url).unwrap()
-        assert isinstance(spec, FtpSpec)
-        location = FtpLocation(spec, Settings())
-        opened.append(location)
+        location = open_ftp(url)
         assert location.prepare().ok
         return location
 
-    yield make
-    for location in opened:
-        location.close()
+    return make
 
 
 def _files(root: Path) -> dict[str, bytes]:

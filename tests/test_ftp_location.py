@@ -7,18 +7,15 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from filesync.excludes import Excludes
-from filesync.locations import Settings, parse_location
 from filesync.locations.base import Entry
 from filesync.locations.ftp import FtpLocation
 from filesync.locations.ftp.listing import whole_seconds
-from filesync.locations.ftp.pool import KEEPALIVE_SECONDS
-from filesync.locations.spec import FtpSpec
 from filesync.result import ErrorKind
 from tests.conftest import wait_for
 from tests.ftp_servers import (
@@ -30,23 +27,6 @@ from tests.ftp_servers import (
 )
 
 T = 1_700_000_000_123_456_789  # a source mtime with a fraction the server cannot keep
-
-
-@pytest.fixture
-def open_ftp() -> Iterator[Callable[..., FtpLocation]]:
-    """Open FTP locations from location strings; all are closed after the test."""
-    opened: list[FtpLocation] = []
-
-    def make(url: str, keepalive: float = KEEPALIVE_SECONDS, **settings: object) -> FtpLocation:
-        spec = parse_location(url).unwrap()
-        assert isinstance(spec, FtpSpec)
-        location = FtpLocation(spec, Settings(**settings), keepalive=keepalive)  # type: ignore[arg-type]
-        opened.append(location)
-        return location
-
-    yield make
-    for location in opened:
-        location.close()
 
 
 @pytest.fixture
