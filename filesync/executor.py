@@ -7,6 +7,7 @@ import datetime as dt
 import hashlib
 import itertools
 import logging
+import os
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -105,6 +106,33 @@ class _CheckedReader:
 
     def close(self) -> None:
         self._stream.close()
+
+
+def _recheck(source: Location, path: str, expected: Entry,
+             stream: BinaryIO) -> Callable[[], bool] | None:
+    """How to tell, once a copy is read, that its source did not change meanwhile.
+
+    A local file can be rewritten in place while it is read: the open file's own times
+    tell (one ``fstat``); other local sources are looked up again. A remote source is not
+    looked at again (that would need a second connection per transfer); its byte count
+    is still checked.
+    """
+    if source.capabilities.remote:
+        return None
+    try:
+        descriptor = stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        def look_again() -> bool:
+            found = source.stat(path)
+            return found.ok and still_holds(found.value, expected)
+
+        return look_again
+
+    def same_file() -> bool:
+        info = os.fstat(descriptor)
+        return info.st_size == expected.size and info.st_mtime_ns == expected.mtime_ns
+
+    return same_file
 
 
 def _phase(action: Action) -> tuple[int, int]:
@@ -382,14 +410,7 @@ class Executor:
         opened = source.open_read(action.path)
         if not opened.ok:
             return opened
-        recheck = None
-        if not source.capabilities.remote:
-            # A local file can be rewritten in place while it is read. (A remote source is
-            # not looked at again: that would need a second connection per transfer; its
-            # byte count is still checked.)
-            def recheck() -> bool:
-                found = source.stat(action.path)
-                return found.ok and still_holds(found.value, expected)
+        recheck = _recheck(source, action.path, expected, opened.value)
         reader = _CheckedReader(opened.value, expected.size, self.stop, recheck)
         try:
             keep = None

@@ -215,10 +215,13 @@ class Location(ABC):
         reject is refused and reported instead, and never read back as a deletion. The
         base refuses what ``list`` would skip as unsafe here, and temporary-file names.
         """
-        reason = unsafe_reason(path, self.capabilities.posix_names)
-        if reason:
-            return f"unsafe name ({reason})"
-        if TEMP_NAME.match(path.rpartition("/")[2]):
+        posix = self.capabilities.posix_names
+        # One search rules out almost every name before the full check.
+        if (MAYBE_UNSAFE_POSIX if posix else MAYBE_UNSAFE).search(path):
+            reason = unsafe_reason(path, posix)
+            if reason:
+                return f"unsafe name ({reason})"
+        if ".filesync-" in path and TEMP_NAME.match(path.rpartition("/")[2]):
             return "the name has the form of filesync's temporary files"
         return None
 

@@ -33,6 +33,17 @@ from filesync.result import Err, ErrorKind, Ok, Result, kind_of
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 
+def _created_mode() -> int:
+    """The permissions a new file gets here (0o666 less the umask)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+#: Read once at start: copies whose source has exactly these need no chmod.
+_CREATED_MODE = _created_mode()
+
+
 class FolderLocation(Location):
     """A directory tree on a local file system; mtimes are exact (nanoseconds)."""
 
@@ -247,13 +258,14 @@ class FolderLocation(Location):
         try:
             try:
                 _copy_to_fd(source, fd)
-                if mode:
+                if mode and mode & 0o7777 != _CREATED_MODE:
                     os.fchmod(fd, mode & 0o7777)
                 os.utime(fd, ns=(mtime_ns, mtime_ns))
                 info = os.fstat(fd)
             finally:
                 os.close(fd)
-            if expect is not ANY and not self._still(path, expect):
+            # A new file takes its name by a hard link below, which fails if one appeared.
+            if expect is not ANY and expect is not None and not self._still(path, expect):
                 os.unlink(temp)
                 return Err(changed_since_planned(path, self.display), ErrorKind.CHANGED)
             if keep_old_as is not None:
@@ -264,7 +276,11 @@ class FolderLocation(Location):
                 except FileExistsError:
                     os.unlink(temp)
                     return Err(changed_since_planned(path, self.display), ErrorKind.CHANGED)
-                except OSError:  # no hard links here: the check above has to do
+                except OSError:  # no hard links here: a look right before has to do
+                    if os.path.lexists(full):
+                        os.unlink(temp)
+                        return Err(changed_since_planned(path, self.display),
+                                   ErrorKind.CHANGED)
                     os.replace(temp, full)
                 else:
                     os.unlink(temp)
