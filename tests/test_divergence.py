@@ -343,3 +343,21 @@ def test_a_zip_member_changed_before_the_rewrite_is_a_failure_not_a_record(tmp_p
     records = engine.store.load(["f.txt"])["f.txt"].records
     assert zip_key not in records, "the refused write is not recorded as held"
     engine.store.close()
+
+
+def test_a_private_file_is_never_readable_by_others_while_it_is_copied(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    b.mkdir()
+    secret = write(a / "secret.txt", "s" * (3 << 20), mtime=T0)
+    secret.chmod(0o600)
+    seen: list[int] = []
+
+    def look_at_temporaries() -> None:
+        seen.extend(p.stat().st_mode & 0o777 for p in b.glob(".filesync-*.tmp"))
+
+    engine = _engine(tmp_path, [_Rewriting(a, look_at_temporaries),
+                                FolderLocation(FolderSpec(b))])
+    assert engine.run_round().identical
+    assert seen and all(mode & 0o077 == 0 for mode in seen), seen
+    assert (b / "secret.txt").stat().st_mode & 0o777 == 0o600
+    engine.store.close()

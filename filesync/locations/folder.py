@@ -33,15 +33,14 @@ from filesync.result import Err, ErrorKind, Ok, Result, kind_of
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 
-def _created_mode() -> int:
-    """The permissions a new file gets here (0o666 less the umask)."""
+def _read_umask() -> int:
     umask = os.umask(0)
     os.umask(umask)
-    return 0o666 & ~umask
+    return umask
 
 
-#: Read once at start: copies whose source has exactly these need no chmod.
-_CREATED_MODE = _created_mode()
+#: Read once at start: a new file gets its mode less these bits.
+_UMASK = _read_umask()
 
 
 class FolderLocation(Location):
@@ -246,10 +245,12 @@ class FolderLocation(Location):
             return parents
         full = self._full(path)
         temp = self._full(temp_name(path, self.owner))
-        create_mode = 0o666
         if mode == 0 and keep_old_as is not None:  # source without permissions: keep these
             with contextlib.suppress(OSError):
                 mode = st.S_IMODE(os.lstat(full).st_mode)
+        # Never more open than the source while the data is written (a private file stays
+        # private); the exact bits are set once the content is complete.
+        create_mode = mode & 0o777 if mode else 0o666
         try:
             fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, create_mode)
         except OSError as exc:
@@ -258,7 +259,7 @@ class FolderLocation(Location):
         try:
             try:
                 _copy_to_fd(source, fd)
-                if mode and mode & 0o7777 != _CREATED_MODE:
+                if mode and mode & 0o7777 != create_mode & ~_UMASK:
                     os.fchmod(fd, mode & 0o7777)
                 os.utime(fd, ns=(mtime_ns, mtime_ns))
                 info = os.fstat(fd)
