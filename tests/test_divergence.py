@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import BinaryIO
 
 from filesync.engine import Engine, Options
-from filesync.locations.base import Entry, Location
+from filesync.locations.base import Location
 from filesync.locations.folder import FolderLocation
 from filesync.locations.spec import FolderSpec
+from filesync.model import Entry
 from filesync.result import ErrorKind, Ok, Result
 from filesync.state import StateStore
 from filesync.watcher import EventKind, Watcher, WatchEvent

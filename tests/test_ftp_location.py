@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from filesync.excludes import Excludes
-from filesync.locations.base import Entry
 from filesync.locations.ftp import FtpLocation
 from filesync.locations.ftp.listing import whole_seconds
+from filesync.model import Entry
 from filesync.result import ErrorKind
 from tests.conftest import wait_for
 from tests.ftp_servers import (

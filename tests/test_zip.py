@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from filesync.locations.base import MARKER, Entry
 from filesync.locations.zip import format as zf
+from filesync.model import MARKER, Entry
 from filesync.result import ErrorKind
 from tests.test_zip_support import (
     UNZIP,

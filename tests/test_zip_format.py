@@ -13,9 +13,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from filesync.locations.base import unsafe_reason
 from filesync.locations.zip import format as zf
 from filesync.locations.zip.view import is_safe
+from filesync.model import unsafe_reason
 from tests.test_zip_support import assert_valid, location, read_all, write
 
 GIB = 1 << 30

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from filesync.locations.base import ANY, Entry
 from filesync.locations.zip import format as zf
+from filesync.model import ANY, Entry
 from filesync.result import ErrorKind
 from tests.conftest import run_main, tree
 from tests.conftest import write as write_file

@@ -10,9 +10,9 @@ import zipfile
 from collections.abc import Iterable
 from pathlib import Path
 
-from filesync.locations.base import Entry
 from filesync.locations.spec import ZipSpec
 from filesync.locations.zip import ZipLocation
+from filesync.model import Entry
 
 ZIP = "/usr/bin/zip"
 UNZIP = "/usr/bin/unzip"

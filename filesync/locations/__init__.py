@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from filesync.locations.base import Entry, Listing, Location
+from filesync.locations.base import Location
 from filesync.locations.folder import FolderLocation
 from filesync.locations.memory import MemoryLocation
 from filesync.locations.spec import FolderSpec, FtpSpec, LocationSpec, ZipSpec, parse_location
+from filesync.model import Entry, Listing
 from filesync.result import Err, Ok, Result
 
 __all__ = ["Entry", "Listing", "Location", "MemoryLocation", "Settings", "open_location",

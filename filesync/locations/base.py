@@ -16,7 +16,7 @@ from typing import BinaryIO, ClassVar, Protocol
 
 from filesync.excludes import Excludes
 from filesync.locations.capabilities import Capabilities
-from filesync.model import (  # noqa: F401 - re-exported for the backends
+from filesync.model import (
     ANY,
     MARKER,
     MAYBE_UNSAFE,
@@ -27,9 +27,6 @@ from filesync.model import (  # noqa: F401 - re-exported for the backends
     Listing,
     Unchecked,
     is_reserved,
-    parents_of,
-    still_holds,
-    temp_name,
     unsafe_reason,
 )
 from filesync.result import Err, ErrorKind, Ok, Result, kind_of

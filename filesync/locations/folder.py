@@ -11,23 +11,20 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from filesync.locations.base import (
+from filesync.locations.base import CHUNK_SIZE, Location, Readable, changed_since_planned
+from filesync.locations.capabilities import Capabilities
+from filesync.locations.localfile import NotRegularFileError, open_regular
+from filesync.locations.spec import FolderSpec
+from filesync.model import (
     ANY,
-    CHUNK_SIZE,
     TEMP_NAME,
     Entry,
     Listing,
-    Location,
-    Readable,
     Unchecked,
-    changed_since_planned,
     parents_of,
     still_holds,
     temp_name,
 )
-from filesync.locations.capabilities import Capabilities
-from filesync.locations.localfile import NotRegularFileError, open_regular
-from filesync.locations.spec import FolderSpec
 from filesync.result import Err, ErrorKind, Ok, Result, kind_of
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)

@@ -31,20 +31,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import BinaryIO, cast
 
-from filesync.locations.base import (
-    ANY,
-    CHUNK_SIZE,
-    TEMP_NAME,
-    Entry,
-    Listing,
-    Location,
-    Readable,
-    Unchecked,
-    changed_since_planned,
-    parents_of,
-    still_holds,
-)
+from filesync.locations.base import CHUNK_SIZE, Location, Readable, changed_since_planned
 from filesync.locations.capabilities import Capabilities
+from filesync.model import ANY, TEMP_NAME, Entry, Listing, Unchecked, parents_of, still_holds
 from filesync.result import Err, ErrorKind, Ok, Result, kind_of
 
 #: Permission bits of a new file written without any (``mode=0``).

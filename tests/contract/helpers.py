@@ -15,8 +15,8 @@ from typing import TypeVar
 
 from filesync.excludes import Excludes
 from filesync.locations import Entry, Listing, Location
-from filesync.locations.base import CHUNK_SIZE, Readable, Unchecked
-from filesync.model import ANY, is_reserved
+from filesync.locations.base import CHUNK_SIZE, Readable
+from filesync.model import ANY, Unchecked, is_reserved
 from filesync.result import Err, ErrorKind, Result
 
 T = TypeVar("T")

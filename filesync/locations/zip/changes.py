@@ -14,7 +14,7 @@ import stat as st
 import threading
 from collections.abc import Callable, Iterable
 
-from filesync.locations.base import ANY, Readable, changed_since_planned
+from filesync.locations.base import Readable, changed_since_planned
 from filesync.locations.zip import format as zf
 from filesync.locations.zip.archive import ATTEMPTS, Archive, Cached, key
 from filesync.locations.zip.batch import Batch, Op, apply
@@ -23,7 +23,7 @@ from filesync.locations.zip.stage import Slot, Staged, stage
 from filesync.locations.zip.temps import CLOEXEC, Temps, lock_file
 from filesync.locations.zip.view import Item, Look, View
 from filesync.locations.zip.writer import Writer, fsync_folder, moved_to, verified, write_archive
-from filesync.model import Entry, Unchecked, still_holds, temp_name
+from filesync.model import ANY, Entry, Unchecked, still_holds, temp_name
 from filesync.result import Err, ErrorKind, Ok, Result
 
 log = logging.getLogger("filesync")

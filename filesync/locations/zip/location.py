@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import BinaryIO, cast
 
-from filesync.locations.base import ANY, Location, Readable
+from filesync.locations.base import Location, Readable
 from filesync.locations.capabilities import Capabilities
 from filesync.locations.spec import ZipSpec
 from filesync.locations.zip import format as zf
@@ -31,7 +31,7 @@ from filesync.locations.zip.stage import write_all
 from filesync.locations.zip.stream import MemberStream
 from filesync.locations.zip.temps import CLOEXEC, Temps
 from filesync.locations.zip.writer import empty_archive, fsync_folder
-from filesync.model import TEMP_NAME, Entry, Listing, Unchecked, temp_name
+from filesync.model import ANY, TEMP_NAME, Entry, Listing, Unchecked, temp_name
 from filesync.result import Err, ErrorKind, Ok, Result
 
 log = logging.getLogger("filesync")

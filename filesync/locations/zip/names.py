@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from filesync.locations.base import unsafe_reason
 from filesync.locations.zip import format as zf
+from filesync.model import unsafe_reason
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
 
