@@ -92,11 +92,17 @@ def test_ordinary_names_are_stored_as_before(tmp_path):
     assert default_state_path(["folder:/b", "folder:/a"]).name == "852d44fa9be54748.sqlite"
 
 
-def test_a_location_folder_whose_path_is_not_utf8(tmp_path):
-    odd = os.path.join(os.fsencode(tmp_path), b"d\xe9")
+def _folder_named(tmp_path: Path, name: bytes) -> bytes:
+    """A folder whose own name is ``name`` (bytes, maybe not UTF-8) holding f.txt."""
+    odd = os.path.join(os.fsencode(tmp_path), name)
     os.mkdir(odd)
     with open(os.path.join(odd, b"f.txt"), "wb") as handle:
         handle.write(b"f")
+    return odd
+
+
+def test_a_location_folder_whose_path_is_not_utf8(tmp_path):
+    odd = _folder_named(tmp_path, b"d\xe9")
     b = tmp_path / "b"
     result = run_cli(tmp_path, "--once", os.fsdecode(odd), f"folder:{b}", own_state=False)
     assert result.returncode == 0, result.stderr
@@ -105,10 +111,7 @@ def test_a_location_folder_whose_path_is_not_utf8(tmp_path):
 
 
 def test_a_location_file_may_name_a_path_that_is_not_utf8(tmp_path):
-    odd = os.path.join(os.fsencode(tmp_path), b"src\xe9")
-    os.mkdir(odd)
-    with open(os.path.join(odd, b"f.txt"), "wb") as handle:
-        handle.write(b"f")
+    odd = _folder_named(tmp_path, b"src\xe9")
     listing = tmp_path / "paths.txt"
     listing.write_bytes(b"folder:" + odd + b"\n" + os.fsencode(tmp_path / "b") + b"\n")
     result = run_cli(tmp_path, "--once", "--file", str(listing))
