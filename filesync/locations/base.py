@@ -80,6 +80,10 @@ class Location(ABC):
         #: Set once the location's marker is known (``expect_marker``): from then on a
         #: listing or probe that does not find it fails (an unmounted disk is not empty).
         self._marker: str | None = None
+        #: A file this location may keep a cache in between runs (set by the engine, one
+        #: per state file and location; None: keep nothing). S3 keeps the modification
+        #: times its listings do not carry there, so a no-op round needs no look-ups.
+        self.cache_path: Path | None = None
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.display}>"
@@ -278,6 +282,16 @@ class Location(ABC):
     @abstractmethod
     def rmdir(self, path: str) -> Result[None]:
         """Remove the empty directory ``path`` (missing: NOT_FOUND; not empty: an error)."""
+
+    def claim_dir(self, path: str) -> Result[bool]:
+        """Create the directory ``path`` only if nothing is there, atomically.
+
+        ``Ok(True)``: this call created it; ``Ok(False)``: something was already there
+        (whoever made it). Parents are created. Only backends that declare
+        ``capabilities.atomic_claim`` implement it; the engine's hub lease is built on it.
+        """
+        return Err(f"{self.display} cannot create a folder atomically (no lease possible)",
+                   ErrorKind.INVALID)
 
     # ----- shared logic -----------------------------------------------------------------
     def list(self, excludes: Excludes) -> Result[Listing]:

@@ -38,3 +38,7 @@ class Capabilities:
     #: Every temporary file a listing reports is known to be abandoned (a lock proves no
     #: filesync run holds it); otherwise only this sync set's own are removed.
     temps_locked: bool = False
+    #: ``claim_dir`` creates a directory only if nothing is there, in one atomic step the
+    #: server decides (``mkdir``, FTP ``MKD``, an S3 ``If-None-Match: *`` PUT): the engine
+    #: builds its hub lease on it. Without it, a location is never leased.
+    atomic_claim: bool = False
