@@ -1,8 +1,21 @@
 """A small S3 client on ``http.client``: SigV4, keep-alive pool, retries, ListObjectsV2.
 
-Conditional requests, as found against the test servers (tests/test_s3_client.py):
-SeaweedFS and moto both refuse ``If-None-Match: *`` and a wrong ``If-Match`` on PUT with
-412; see ``probe_conditional`` for the check a location makes before relying on them.
+Conditional requests, as found against the test servers (tests/test_s3_client.py
+``test_conditional_requests`` checks each claim):
+
+=================================================  =========  =====================
+request                                            SeaweedFS  moto (server mode)
+=================================================  =========  =====================
+PUT ``If-None-Match: *`` / ``If-Match``            412        412
+DELETE ``If-Match``                                412        412
+CompleteMultipartUpload ``If-None-Match: *``       412        412
+CompleteMultipartUpload ``If-Match``               412        ignored (completes)
+CopyObject ``x-amz-copy-source-if-match``          412        ignored (copies)
+CopyObject ``If-None-Match: *`` (destination)      412        ignored (copies)
+=================================================  =========  =====================
+
+``probe_conditional`` checks the PUT preconditions a location relies on before using them
+(``rclone serve s3``, for one, ignores them all).
 """
 
 from __future__ import annotations
@@ -116,12 +129,14 @@ class S3Client:
             payload_sha256 = EMPTY_SHA256
         start = body.tell() if body is not None and not isinstance(body, bytes) else 0
         delay, tries, last = FIRST_DELAY, 0, S3Error(0, "ConnectionFailed")
+        sent = False
         while tries < TRIES:
             tries += 1
-            if tries > 1 and body is not None and not isinstance(body, bytes):
+            if sent and body is not None and not isinstance(body, bytes):
                 if not body.seekable():
                     raise last
                 body.seek(start)
+            sent = True
             conn, reused = self._pool.acquire()
             send_headers = {"Host": self._host_header, **headers}
             if body is not None or method in ("PUT", "POST"):
@@ -158,7 +173,7 @@ class S3Client:
                         return _Answer(response.status, response.headers, data), None
                 else:
                     try:
-                        data = b"" if method == "HEAD" else response.read()
+                        data = response.read()  # empty for HEAD, but it must be read
                     except (OSError, http.client.HTTPException):
                         data = b""
                         conn.close()
@@ -289,7 +304,7 @@ class S3Client:
             headers["x-amz-copy-source-if-match"] = _quote(if_match)
         headers.update(_conditions(None, if_none_match))
         answer, _ = self._send("PUT", key, (), headers, b"")
-        return self._result_etag(answer, key, "CopyObjectResult")
+        return self._result_etag(answer, key, "CopyObject")
 
     def _result_etag(self, answer: _Answer, key: str, root: str) -> str:
         """The ETag of a copy or completion: an error may come with status 200."""
@@ -317,7 +332,7 @@ class S3Client:
         """Start a multipart upload; its upload id."""
         answer, _ = self._send("POST", key, [("uploads", "")], _meta_headers(metadata), b"")
         try:
-            return xmlbody.required(answer.body, "InitiateMultipartUploadResult", "UploadId")
+            return xmlbody.required(answer.body, "InitiateMultipartUpload", "UploadId")
         except xmlbody.XmlError as exc:
             raise S3Error(200, "MalformedResponse", str(exc),
                           resource=self._resource(key)) from None
@@ -334,7 +349,7 @@ class S3Client:
         headers = {"Content-Type": "application/xml", **_conditions(if_match, if_none_match)}
         answer, _ = self._send("POST", key, [("uploadId", upload_id)], headers,
                                xmlbody.complete_body(parts))
-        return self._result_etag(answer, key, "CompleteMultipartUploadResult")
+        return self._result_etag(answer, key, "CompleteMultipartUpload")
 
     def abort_multipart(self, key: str, upload_id: str) -> None:
         """Abort an upload and free its parts; an upload already gone is not an error."""

@@ -137,14 +137,18 @@ def uploads_page(body: bytes) -> UploadsPage:
     return page
 
 
-def required(body: bytes, root_name: str, field_name: str) -> str:
-    """The text of ``field_name`` in a ``root_name`` document (e.g. the UploadId)."""
+def required(body: bytes, root_stem: str, field_name: str) -> str:
+    """The text of ``field_name`` in a ``root_stem...`` document (e.g. the UploadId).
+
+    The root is matched by its start: AWS answers ``CompleteMultipartUploadResult``,
+    moto ``CompleteMultipartUploadResponse``.
+    """
     root = parse(body)
-    if local(root.tag) != root_name:
-        raise XmlError(f"expected {root_name}, got {local(root.tag)}")
+    if not local(root.tag).startswith(root_stem):
+        raise XmlError(f"expected {root_stem}Result, got {local(root.tag)}")
     value = text(root, field_name)
     if not value:
-        raise XmlError(f"{root_name} without {field_name}")
+        raise XmlError(f"{local(root.tag)} without {field_name}")
     return value
 
 
