@@ -23,7 +23,8 @@ EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 SERVICE = "s3"
 
 #: Headers signed besides ``host`` and every ``x-amz-*`` one, when they are sent.
-_SIGNED_EXTRA = frozenset({"content-md5", "content-type", "if-match", "if-none-match", "range"})
+_SIGNED_EXTRA = frozenset({"content-md5", "content-type", "date", "if-match", "if-none-match",
+                           "range"})
 _SPACES = re.compile(r"\s+")
 
 
