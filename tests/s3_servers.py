@@ -235,7 +235,7 @@ class SeaweedS3(_S3Server):
         # Some gRPC sockets have no flag and land in /tmp, named by port.
         for port in self.ports.values():
             for leftover in Path(tempfile.gettempdir()).glob(f"seaweedfs-*-{port}.sock"):
-                if re.fullmatch(rf"seaweedfs-[a-z-]+-{port}\.sock", leftover.name):
+                if re.fullmatch(rf"seaweedfs-[a-z0-9-]+-{port}\.sock", leftover.name):
                     leftover.unlink(missing_ok=True)
         shutil.rmtree(self.dir, ignore_errors=True)
 
