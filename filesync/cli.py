@@ -110,6 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--force", action="store_true",
                         help="go ahead despite the mass-delete guard, and accept a location "
                              "that lost its marker as a new one")
+    parser.add_argument("--lease-ttl", type=_number(1, 3600), default=60.0, metavar="SECONDS",
+                        help="how long the lease of a shared FTP or S3 location (a hub) lasts "
+                             "unrenewed: after a killed run, other machines wait this long "
+                             "before taking it over, 1 to 3600 (default: 60)")
     parser.add_argument("--workers", type=_number(1, 64, whole=True), default=4, metavar="N",
                         help="parallel transfers, 1 to 64 (default: 4)")
     parser.add_argument("--ftp-connections", type=_number(1, 64, whole=True), default=4,
@@ -186,7 +190,8 @@ def _options(args: argparse.Namespace) -> Result[Options]:
                       concurrency=Concurrency(args.workers, args.ftp_connections),
                       conflict=args.conflict,
                       keep_versions=args.keep_versions, keep_days=args.keep_days,
-                      max_delete=args.max_delete, force=args.force))
+                      max_delete=args.max_delete, force=args.force,
+                      lease_ttl=args.lease_ttl))
 
 
 def _open_all(texts: Sequence[str], settings: Settings) -> Result[list[Location]]:

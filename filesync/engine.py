@@ -14,10 +14,12 @@ from filesync.concurrency import Concurrency, parallel_map
 from filesync.excludes import Excludes
 from filesync.executor import Executor, Stats
 from filesync.guards import DeleteGuard, adopt_markers
+from filesync.hubs import Hubs
+from filesync.lease import DEFAULT_TTL
 from filesync.locations.base import Location
 from filesync.model import TEMP_NAME, Entry, Listing
 from filesync.planner import Plan, PlanInput, plan
-from filesync.result import Result
+from filesync.result import Err, ErrorKind, Result
 from filesync.state import StateStore
 from filesync.versions import version_path
 from filesync.watcher import EventKind, Watcher, WatchEvent
@@ -44,6 +46,8 @@ class Options:
     keep_days: float = 30.0
     max_delete: float = 50.0
     force: bool = False
+    #: How long a hub lease lasts without renewal (seconds); see ``filesync.lease``.
+    lease_ttl: float = DEFAULT_TTL
 
 
 @dataclass
@@ -95,13 +99,17 @@ class Engine:
                                  labels=location_labels(locations),
                                  retention=(options.keep_versions, options.keep_days))
         self._tolerance = {loc.key: loc.capabilities.mtime_tolerance_ns for loc in locations}
+        self.hubs = Hubs(self.locations, store, owner, options.lease_ttl, stop)
 
     def start(self) -> None:
         """Check markers and prune old versions: the work before the first round."""
-        adopt_markers(list(self.locations.values()), self.store, self.options.force,
-                      self.options.dry_run)
-        if not self.options.dry_run:
-            self.prune(self.order)
+        # Under the hubs' leases: two machines starting at once must not both mark a hub.
+        with self.hubs.round(not self.options.dry_run):
+            adopt_markers([loc for key, loc in self.locations.items()
+                           if key not in self.hubs.unleased],
+                          self.store, self.options.force, self.options.dry_run)
+            if not self.options.dry_run:
+                self.prune([key for key in self.order if key not in self.hubs.unleased])
 
     def prune(self, keys: Iterable[str]) -> None:
         """Apply the retention rules to these locations, each in a batch of its own."""
@@ -127,8 +135,11 @@ class Engine:
         results = parallel_map(one, locations, self.options.concurrency.listing_threads(
             locations), "list")
         listings: dict[str, Listing | None] = {}
-        for location, result in zip(locations, results, strict=True):
+        for location, listed in zip(locations, results, strict=True):
             listings[location.key] = None
+            result = listed
+            if location.key in self.hubs.unleased:
+                result = Err(self.hubs.unleased[location.key], ErrorKind.UNAVAILABLE)
             if result.ok:
                 listings[location.key] = result.value
                 for warning in result.value.warnings:
@@ -201,7 +212,15 @@ class Engine:
 
     def run_round(self, paths: Iterable[str] | None = None,
                   listings: dict[str, Listing | None] | None = None) -> RoundReport:
-        """Plan and apply one round over every path (or over ``paths`` with fresh stats)."""
+        """Plan and apply one round over every path (or over ``paths`` with fresh stats).
+
+        Shared remote locations are held under their leases for the whole round.
+        """
+        with self.hubs.round(not self.options.dry_run):
+            return self._round(paths, listings)
+
+    def _round(self, paths: Iterable[str] | None,
+               listings: dict[str, Listing | None] | None) -> RoundReport:
         if listings is None:
             listings = self.list_all()
             self._remove_stale_temps(listings)
@@ -225,7 +244,9 @@ class Engine:
                 return report
         copies_before = self.stats.conflict_copies
         self.guard.record(current_plan, time.monotonic())
+        self.hubs.intend(current_plan)
         outcome = self.executor.apply(current_plan)
+        self.hubs.wrote(current_plan, self.executor.applied)
         self._acknowledge(self.executor.applied)
         self._acknowledge(_recorded_holders(current_plan, listings))
         report.failures = len(outcome.failures)
@@ -255,7 +276,7 @@ class Engine:
         listings: dict[str, Listing | None] = {}
         for key, location in self.locations.items():
             listings[key] = None
-            if not location.probe().ok:
+            if key in self.hubs.unleased or not location.probe().ok:
                 continue  # its watcher reports the outage
             listing = Listing()
             watcher = self._watchers.get(key)
@@ -288,10 +309,15 @@ class Engine:
         log.info("watching %d locations every %.1f s; press Ctrl+C to stop",
                  len(watchers), self.options.interval)
         try:
+            retry_at = 0.0
             while not self.stop.is_set():
                 batch = _drain(events, self.stop)
                 if batch:
                     self._handle(batch)
+                elif self.hubs.missed_round and time.monotonic() >= retry_at:
+                    # A hub sat a round out (another engine held it): catch up.
+                    retry_at = time.monotonic() + self.options.interval
+                    self.run_round()
         finally:
             self.stop.set()
             for watcher in watchers:
@@ -314,12 +340,13 @@ class Engine:
                                   self.options.dry_run)
             else:
                 paths.add(event.path)
-        if full_round:
+        if full_round or self.hubs.missed_round:
             self.run_round()
         elif paths:
             ordered = sorted(paths)
             log.debug("looking at %d changed paths", len(ordered))
-            self.run_round(ordered, self.stat_paths(ordered))
+            with self.hubs.round(not self.options.dry_run):
+                self.run_round(ordered, self.stat_paths(ordered))
 
 
 def _file_counts(listings: dict[str, Listing | None]) -> dict[str, int]:

@@ -152,6 +152,10 @@ class Agreed:
     conflict: bool = False
 
 
+#: The time of a record no listing can match: its content is in doubt (see the hub journal).
+DOUBTED_MTIME_NS = -(1 << 62)
+
+
 @dataclass(slots=True)
 class Record:
     """What one location held of a path when it was last in sync, as that location reports it."""

@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
-from filesync.model import Agreed, PathState, Record
+from filesync.model import DOUBTED_MTIME_NS, Agreed, PathState, Record
 from filesync.result import Err, Ok, Result
 
 SCHEMA_VERSION = "1"
@@ -234,6 +234,35 @@ class StateStore:
         with self._transaction():
             self._db.execute("INSERT OR REPLACE INTO meta VALUES(?, ?)",
                              (f"marker:{_store(location)}", marker))
+
+    def journal_seen(self, location: str) -> int:
+        """The last entry of ``location``'s hub journal this sync set has taken in (0: none)."""
+        row = self._db.execute("SELECT value FROM meta WHERE key=?",
+                               (f"journal:{_store(location)}",)).fetchone()
+        return int(row[0]) if row else 0
+
+    def set_journal_seen(self, location: str, seq: int) -> None:
+        """Remember how far ``location``'s hub journal has been taken in."""
+        with self._transaction():
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES(?, ?)",
+                             (f"journal:{_store(location)}", str(seq)))
+
+    def doubt_records(self, location: str, paths: Iterable[str] | None) -> None:
+        """Make the file records of ``location`` (all, or of ``paths``) match no listing.
+
+        Another engine wrote those files in a way their size and time may not show (a
+        coarse clock): the planner then compares them by content. The generation stays,
+        so the location counts as changed, not as behind.
+        """
+        ident = self._location_id(location)
+        with self._transaction():
+            if paths is None:
+                self._db.execute("UPDATE records SET mtime_ns=? WHERE location=? AND is_dir=0",
+                                 (DOUBTED_MTIME_NS, ident))
+                return
+            self._db.executemany(
+                "UPDATE records SET mtime_ns=? WHERE location=? AND path=? AND is_dir=0",
+                [(DOUBTED_MTIME_NS, ident, _store(path)) for path in paths])
 
     def forget_location(self, location: str) -> None:
         """Drop every record of ``location``: it is treated as new (union, no deletions)."""

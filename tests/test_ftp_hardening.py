@@ -371,7 +371,8 @@ def test_versions_and_marker_live_outside_the_web_root(any_server: Served, sync,
     assert not (web / ".filesync").exists()
     assert sorted(p.relative_to(private).as_posix().rsplit("~", 1)[0]
                   for p in private.rglob("*") if p.is_file()) == [
-        "marker", "versions/img/logo.svg", "versions/index.html"]
+        "journal", "marker", "versions/img/logo.svg", "versions/index.html"]
+    assert not (private / "lease").exists()  # released after the run
     # Nothing changes on the next round: the marker is found where it was put.
     assert sync(f"folder:{a}", url) == 0
 

@@ -44,7 +44,8 @@ class FolderLocation(Location):
     """A directory tree on a local file system; mtimes are exact (nanoseconds)."""
 
     kind = "folder"
-    capabilities = Capabilities(keeps_permissions=True, posix_names=os.name == "posix")
+    capabilities = Capabilities(keeps_permissions=True, posix_names=os.name == "posix",
+                                atomic_claim=True)
 
     def __init__(self, spec: FolderSpec) -> None:
         super().__init__(spec.key, spec.display)
@@ -341,6 +342,22 @@ class FolderLocation(Location):
         if not made.ok:
             return made
         return Ok(Entry(path, True))
+
+    def claim_dir(self, path: str) -> Result[bool]:
+        """Create the directory ``path`` unless something is there (one ``mkdir``)."""
+        refused = self._bad_name("create folder", path)
+        if refused is not None:
+            return refused
+        made = self._ensure_parents(path)
+        if not made.ok:
+            return made
+        try:
+            os.mkdir(self._full(path))
+        except FileExistsError:
+            return Ok(False)
+        except OSError as exc:
+            return self._fail("create folder", path, exc)
+        return Ok(True)
 
     def rmdir(self, path: str) -> Result[None]:
         """Remove an empty directory; a missing one is NOT_FOUND, a non-empty one FAILED."""

@@ -98,7 +98,7 @@ class MemoryLocation(Location):
     """A tree of files and folders in memory (see the module docstring)."""
 
     kind = "memory"
-    capabilities = Capabilities(keeps_permissions=True, posix_names=True)
+    capabilities = Capabilities(keeps_permissions=True, posix_names=True, atomic_claim=True)
 
     def __init__(self, name: str = "memory") -> None:
         super().__init__(f"memory:{name}", f"memory:{name}")
@@ -325,6 +325,15 @@ class MemoryLocation(Location):
             if problem is not None:
                 return self._err("create folder", path, problem)
         return Ok(Entry(path, True))
+
+    def claim_dir(self, path: str) -> Result[bool]:
+        """Create a folder unless something has that name (under the lock: atomic)."""
+        with self._lock:
+            if path in self._dirs or path in self._files:
+                down = self._unavailable()
+                return down if down is not None else Ok(False)
+        made = self.mkdir(path)
+        return made if not made.ok else Ok(True)
 
     def rmdir(self, path: str) -> Result[None]:
         """Remove an empty folder; a missing one is NOT_FOUND, a non-empty one FAILED."""

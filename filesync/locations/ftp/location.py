@@ -48,7 +48,7 @@ class FtpLocation(Location):
     # A replaced file is briefly absent between two renames (FTP has no atomic exchange).
     capabilities = Capabilities(mtime_precision_ns=1_000_000_000,
                                 mtime_tolerance_ns=1_000_000_000, remote=True,
-                                atomic_replace=False)
+                                atomic_replace=False, atomic_claim=True)
 
     def __init__(self, spec: FtpSpec, settings: Settings,
                  keepalive: float = KEEPALIVE_SECONDS) -> None:
@@ -287,6 +287,28 @@ class FtpLocation(Location):
         except FTP_ERRORS as exc:
             return self._session.err("create folder", path, exc)
         return Ok(Entry(path, True))
+
+    def claim_dir(self, path: str) -> Result[bool]:
+        """Create a folder unless something has that name: ``MKD`` of an existing name fails."""
+        bad = self._refused_name("create folder", path)
+        if bad is not None:
+            return bad
+        self._folders.touch(path)
+
+        def work(client: Client) -> bool:
+            self._folders.ensure(client, parents_of(path))
+            try:
+                client.voidcmd("MKD " + self._session.remote(path))
+            except ftplib.error_perm as exc:
+                if self._tree.stat_on(client, path) is None:
+                    raise FtpFailure(f"the server answered {str(exc).strip()!r}",
+                                     ftp_kind(exc)) from None
+                return False
+            return True
+        try:
+            return Ok(self._session.run(work))
+        except FTP_ERRORS as exc:
+            return self._session.err("create folder", path, exc)
 
     def rmdir(self, path: str) -> Result[None]:
         """Remove an empty folder; a missing one is ``NOT_FOUND``, a non-empty one an error."""
