@@ -7,7 +7,14 @@ from dataclasses import dataclass
 from filesync.locations.base import Location
 from filesync.locations.folder import FolderLocation
 from filesync.locations.memory import MemoryLocation
-from filesync.locations.spec import FolderSpec, FtpSpec, LocationSpec, ZipSpec, parse_location
+from filesync.locations.spec import (
+    FolderSpec,
+    FtpSpec,
+    LocationSpec,
+    S3Spec,
+    ZipSpec,
+    parse_location,
+)
 from filesync.model import Entry, Listing
 from filesync.result import Err, Ok, Result
 
@@ -42,4 +49,8 @@ def open_location(spec: LocationSpec, settings: Settings | None = None) -> Resul
         from filesync.locations.ftp import FtpLocation  # noqa: PLC0415
 
         return Ok(FtpLocation(spec, settings or Settings()))
+    if isinstance(spec, S3Spec):
+        from filesync.locations.s3.location import S3Location  # noqa: PLC0415
+
+        return Ok(S3Location(spec, settings or Settings()))
     return Err(f"unknown location {spec!r}")

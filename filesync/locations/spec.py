@@ -1,4 +1,4 @@
-"""Parse location strings (``folder:PATH``, ``zip:PATH``, ``ftp://…``) into typed specs."""
+"""Parse location strings (``folder:PATH``, ``ftp://…``, ``s3://…``, …) into typed specs."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ from filesync.result import Err, Ok, Result
 FORMS = ("folder:PATH", "zip:PATH", "ftp:USER:PASSWORD@HOST[:PORT]/PATH",
          "ftp://USER:PASSWORD@HOST[:PORT]/PATH[?reserved=PATH]",
          "ftps://USER:PASSWORD@HOST[:PORT]/PATH[?reserved=PATH]",
+         "s3://BUCKET[/PREFIX]", "s3+http://HOST[:PORT]/BUCKET[/PREFIX]",
+         "s3+https://HOST[:PORT]/BUCKET[/PREFIX]",
          "a bare path (*.zip is a ZIP archive, anything else a folder)")
 _PREFIX = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
 
@@ -115,7 +117,100 @@ def _contains(outer: str, inner: str) -> bool:
     return inner == outer or inner.startswith(outer.rstrip("/") + "/")
 
 
-LocationSpec = FolderSpec | ZipSpec | FtpSpec
+@dataclass(frozen=True)
+class S3Spec:
+    """A prefix in an S3 bucket (credentials come from the environment or ``~/.aws``).
+
+    ``endpoint_url`` is None for ``s3://`` (endpoint from the environment or AWS itself),
+    else the explicit endpoint of an ``s3+http(s)://`` form, addressed path style.
+    """
+
+    bucket: str
+    prefix: str
+    endpoint_url: str | None = None
+
+    @property
+    def key(self) -> str:
+        """Identity of the location, e.g. ``s3+http://127.0.0.1:8333/bucket/prefix``."""
+        where = (f"s3://{self.bucket}" if self.endpoint_url is None else
+                 "s3+" + self.endpoint_url + "/" + self.bucket)
+        return where + ("/" + self.prefix if self.prefix else "")
+
+    @property
+    def display(self) -> str:
+        """How logs name the location (the same as ``key``: it holds no secret)."""
+        return self.key
+
+    def overlap(self, other: S3Spec) -> str | None:
+        """Why this location and ``other`` may not be synced together, or None.
+
+        In one bucket of one endpoint a prefix must not hold the other's: one location
+        would sync the other's files (and its ``.filesync/``) as its own.
+        """
+        if (self.endpoint_url, self.bucket) != (other.endpoint_url, other.bucket):
+            return None
+        for outer, inner in ((self, other), (other, self)):
+            if outer.prefix == inner.prefix:
+                return (f"{inner.display} and {outer.display} are the same place; list each "
+                        "location once")
+            if not outer.prefix or inner.prefix.startswith(outer.prefix + "/"):
+                return (f"{inner.display} is inside {outer.display}; a location inside "
+                        "another would sync its files twice")
+        return None
+
+
+#: What S3 (and every S3-compatible store) accepts as a bucket name, the strict DNS form.
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_HOST_PORT = re.compile(r"^(?:\[(?P<ipv6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9._-]+))"
+                        r"(?::(?P<port>[0-9]*))?$")
+
+
+def _bucket_and_prefix(path: str, text: str) -> Result[tuple[str, str]]:
+    """Split ``BUCKET[/PREFIX]``, checking the bucket name and the prefix's parts."""
+    bucket, _, prefix = path.partition("/")
+    if not bucket:
+        return Err(f"{text!r}: no bucket given; expected s3://BUCKET[/PREFIX] or "
+                   "s3+http://HOST[:PORT]/BUCKET[/PREFIX]")
+    if not _BUCKET.match(bucket) or ".." in bucket:
+        return Err(f"{text!r}: {bucket!r} is not a valid bucket name (3 to 63 characters: "
+                   "lowercase letters, digits, dots and hyphens, starting and ending with a "
+                   "letter or digit)")
+    prefix = prefix.strip("/")
+    if prefix and any(part in ("", ".", "..") for part in prefix.split("/")):
+        return Err(f"{text!r}: the prefix {prefix!r} has an empty, '.' or '..' part; write "
+                   "it as folder names separated by single slashes")
+    return Ok((bucket, prefix))
+
+
+def _parse_s3(text: str) -> Result[S3Spec]:
+    """Parse ``s3://BUCKET[/PREFIX]`` or ``s3+http(s)://HOST[:PORT]/BUCKET[/PREFIX]``."""
+    scheme, _, rest = text.partition("://")
+    scheme = scheme.lower()
+    if scheme == "s3":
+        parts = _bucket_and_prefix(rest, text)
+        return Ok(S3Spec(*parts.value)) if parts.ok else parts
+    authority, _, path = rest.partition("/")
+    if "@" in authority:
+        return Err(f"{scheme}://...@...: credentials cannot be given in an S3 location (it "
+                   "would show them in the process list and in logs); set the environment "
+                   "variables AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE "
+                   "with ~/.aws/credentials) instead")
+    match = _HOST_PORT.match(authority)
+    if not match:
+        return Err(f"{text!r}: {authority!r} is not a host[:port]; expected "
+                   f"{scheme}://HOST[:PORT]/BUCKET[/PREFIX]")
+    port = match.group("port")
+    if port is not None and (not port.isdigit() or not 0 < int(port) < 65536):
+        return Err(f"{text!r}: port {port!r} is not a number from 1 to 65535")
+    host = match.group("host").lower() if match.group("host") else f"[{match.group('ipv6')}]"
+    parts = _bucket_and_prefix(path, text)
+    if not parts.ok:
+        return parts
+    endpoint = f"{scheme[3:]}://{host}" + (f":{int(port)}" if port else "")
+    return Ok(S3Spec(*parts.value, endpoint_url=endpoint))
+
+
+LocationSpec = FolderSpec | ZipSpec | FtpSpec | S3Spec
 
 
 def _local_path(raw: str, what: str) -> Result[Path]:
@@ -203,8 +298,9 @@ def _parse_ftp(rest: str, tls: bool, text: str) -> Result[FtpSpec]:
 
 
 def _mask(text: str) -> str:
-    """Hide the password of an FTP location string, for error messages."""
-    return re.sub(r"^((?:ftps?://|ftp:)[^:@/]*:)[^@]*@", r"\1***@", text)
+    """Hide the password of an FTP (or a misused S3) location string, for error messages."""
+    return re.sub(r"^((?:ftps?://|ftp:|s3\+https?://)[^:@/]*:)[^@]*@", r"\1***@", text,
+                  flags=re.IGNORECASE)
 
 
 def mask_secrets(text: str) -> str:
@@ -218,6 +314,8 @@ def parse_location(text: str) -> Result[LocationSpec]:
     if not text:
         return Err("empty location; valid forms: " + ", ".join(FORMS))
     lowered = text.lower()
+    if lowered.startswith(("s3://", "s3+http://", "s3+https://")):
+        return _parse_s3(text)
     if lowered.startswith(("ftp://", "ftps://")):
         tls = lowered.startswith("ftps://")
         return _parse_ftp(text.split("://", 1)[1], tls, text)

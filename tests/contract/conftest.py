@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import os
 import shutil
+import socket
 import subprocess
+import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,12 +24,15 @@ import pytest
 from filesync.locations import Location, open_location, parse_location
 from filesync.locations.memory import MemoryLocation
 from tests.ftp_servers import USER, PureFtpd, PyftpdServer, running_pureftpd
+from tests.s3_servers import MotoS3, seaweed_s3  # noqa: F401 (a fixture used by name)
+from tests.tcp_proxy import TcpProxy
 
 #: Numbers the folders tests get on the shared pure-ftpd.
 _SITES = itertools.count()
 
 #: Every backend setup the suite runs against (the ids of the parametrized tests).
-BACKENDS = ("memory", "folder", "zip", "ftp-pyftpdlib", "ftp-pure-ftpd")
+BACKENDS = ("memory", "folder", "zip", "ftp-pyftpdlib", "ftp-pure-ftpd", "s3-seaweedfs",
+            "s3-moto")
 
 
 @dataclass
@@ -120,6 +127,8 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
             yield Backend(name, ftp, server.stop,
                           lambda temp: (served / "site" / temp).write_bytes(b"left over"),
                           deny)
+        elif name.startswith("s3-"):
+            yield _s3_backend(name, request, tmp_path, cleanup)
         else:
             pure: PureFtpd = request.getfixturevalue("shared_pureftpd")
             site_name = f"site{next(_SITES)}"
@@ -141,6 +150,93 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
 
             cleanup.callback(restart)
             yield Backend(name, ftp, pure.stop, plant_on_server, lock_site)
+
+
+def _s3_backend(name: str, request: pytest.FixtureRequest, tmp_path: Path,
+                cleanup: contextlib.ExitStack) -> Backend:
+    """A prefix in a fresh bucket of the session's S3 server, reached through a proxy the
+    test can shut (``go_away``) while the server keeps serving the other tests."""
+    server = request.getfixturevalue("seaweed_s3" if name == "s3-seaweedfs" else "moto_process")
+    bucket = server.fresh_bucket("contract")
+    monkeypatch: pytest.MonkeyPatch = request.getfixturevalue("monkeypatch")
+    for variable in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_PROFILE",
+                     "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", server.access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", server.secret_key)
+    host, _, port = server.endpoint_url.removeprefix("http://").partition(":")
+    proxy = TcpProxy(host, int(port))
+    cleanup.callback(proxy.close)
+    location = _prepared(_open(f"s3+http://127.0.0.1:{proxy.port}/{bucket}/site"))
+    cleanup.callback(location.close)
+    boto = server.boto3_client()
+
+    def plant(temp: str) -> None:
+        boto.put_object(Bucket=bucket, Key=f"site/{temp}", Body=b"left over")
+
+    def refuse() -> None:
+        # A bucket policy denying writes and deletes: both servers enforce it (403).
+        boto.put_bucket_policy(Bucket=bucket, Policy=json.dumps({
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Deny", "Principal": "*",
+                           "Action": ["s3:PutObject", "s3:DeleteObject"],
+                           "Resource": [f"arn:aws:s3:::{bucket}/*"]}]}))
+
+    return Backend(name, location, proxy.close, plant, refuse)
+
+
+class _MotoProcess(MotoS3):
+    """moto's server in a process of its own (``python -m moto.server``).
+
+    In this process (``ThreadedMotoServer``) every byte moto buffers would count in the
+    memory bounds the suite measures with tracemalloc, and its thread in the leak check.
+    """
+
+    def start(self) -> _MotoProcess:
+        """Start the server and wait until it answers (deadline 30 s)."""
+        began = time.monotonic()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        while time.monotonic() - began < 30:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                break
+            except OSError:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"moto_server exited with {self.process.returncode}"
+                                       ) from None
+                time.sleep(0.1)
+        else:
+            self.stop()
+            raise RuntimeError(f"moto_server did not answer on port {self.port} within 30 s")
+        self.startup_seconds = time.monotonic() - began
+        return self
+
+    def stop(self) -> None:
+        """Terminate the server and wait for it."""
+        process = getattr(self, "process", None)
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+        self.process = None
+
+
+@pytest.fixture(scope="session")
+def moto_process() -> Iterator[MotoS3]:
+    """One moto server process for the contract suite; a bucket per test."""
+    server = _MotoProcess().start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")
