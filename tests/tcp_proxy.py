@@ -24,8 +24,11 @@ class TcpProxy:
         self._sockets: set[socket.socket] = set()
         self._threads: list[threading.Thread] = []
         self._closed = threading.Event()
-        #: Connections accepted so far.
+        #: Connections accepted so far, and bytes carried towards the target.
         self.connections = 0
+        self.sent = 0
+        #: Once ``sent`` passes this, the proxy shuts itself (a line cut mid-transfer).
+        self.cut_after: int | None = None
         self._acceptor = threading.Thread(target=self._accept, name="tcp-proxy", daemon=True)
         self._acceptor.start()
 
@@ -55,16 +58,24 @@ class TcpProxy:
                 self.connections += 1
                 self._sockets.update((client, upstream))
                 for source, sink in ((client, upstream), (upstream, client)):
-                    thread = threading.Thread(target=self._pump, args=(source, sink),
+                    thread = threading.Thread(target=self._pump,
+                                              args=(source, sink, source is client),
                                               name="tcp-proxy-pump", daemon=True)
                     self._threads.append(thread)
                     thread.start()
 
-    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+    def _pump(self, source: socket.socket, sink: socket.socket, upstream: bool) -> None:
         """Copy one direction until either side closes; then close both."""
         try:
             while data := source.recv(1 << 16):
                 sink.sendall(data)
+                if upstream:
+                    with self._lock:
+                        self.sent += len(data)
+                        cut = self.cut_after is not None and self.sent > self.cut_after
+                    if cut:
+                        self._shut()
+                        return
         except OSError:
             pass  # one side went away: the other is closed below, which the peer sees
         finally:
@@ -75,6 +86,14 @@ class TcpProxy:
 
     def close(self) -> None:
         """Stop listening and cut every open connection; new connections are refused."""
+        self._shut()
+        self._acceptor.join(timeout=5)
+        for thread in self._threads:
+            if thread is not threading.current_thread():
+                thread.join(timeout=5)
+
+    def _shut(self) -> None:
+        """Refuse new connections and cut the open ones (no waiting: a pump may call it)."""
         self._closed.set()
         with contextlib.suppress(OSError):
             self._listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept() on Linux
@@ -85,6 +104,3 @@ class TcpProxy:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
             sock.close()
-        self._acceptor.join(timeout=5)
-        for thread in self._threads:
-            thread.join(timeout=5)
