@@ -260,19 +260,23 @@ def test_an_interrupted_multipart_leaves_nothing_and_is_aborted_next_time(
     assert json.loads(cache.read_text())["uploads"] == []
 
 
+@pytest.mark.parametrize("size", [9, 6 * MIB], ids=["put", "multipart"])
 def test_a_conditional_overwrite_is_refused_when_another_client_changed_the_object(
-        server, opened):
+        server, opened, monkeypatch, size: int):
+    monkeypatch.setattr(upload, "MULTIPART_THRESHOLD", 5 * MIB + 1)
+    monkeypatch.setattr(upload, "PART_SIZE", 5 * MIB)
     bucket = server.fresh_bucket("conditional")
     location = opened(server, bucket)
     planned = location.write("f.txt", io.BytesIO(b"planned"), T1).unwrap()
     assert location.scan(lambda _path: False).unwrap().entries["f.txt"] == planned
     # Same size and the same time: only the ETag tells the change.
-    server.boto3_client().put_object(Bucket=bucket, Key="data/f.txt", Body=b"changed",
-                                     Metadata={"mtime": format_mtime(T1)})
-    refused = location.write("f.txt", io.BytesIO(b"overwrite"), T2, expect=planned)
+    boto = server.boto3_client()
+    boto.put_object(Bucket=bucket, Key="data/f.txt", Body=b"changed",
+                    Metadata={"mtime": format_mtime(T1)})
+    refused = location.write("f.txt", io.BytesIO(b"o" * size), T2, expect=planned)
     assert not refused.ok and refused.kind is ErrorKind.CHANGED, refused
-    body = server.boto3_client().get_object(Bucket=bucket, Key="data/f.txt")["Body"].read()
-    assert body == b"changed"
+    assert boto.get_object(Bucket=bucket, Key="data/f.txt")["Body"].read() == b"changed"
+    assert not boto.list_multipart_uploads(Bucket=bucket).get("Uploads")
     kept = location.write("g.txt", io.BytesIO(b"new"), T1, expect=None)
     assert kept.ok, kept
     again = location.write("g.txt", io.BytesIO(b"newer"), T2, expect=None)

@@ -83,6 +83,7 @@ def upload(client: S3Client, key: str, spooled: Spooled, metadata: Mapping[str, 
     cache.upload_started(key, upload_id)
     try:
         parts = _send_parts(client, key, upload_id, spooled)
+        _recheck(client, key, if_match, if_none_match)
         etag = client.complete_multipart(key, upload_id, parts, if_match=if_match,
                                          if_none_match=if_none_match)
     except BaseException:
@@ -90,6 +91,21 @@ def upload(client: S3Client, key: str, spooled: Spooled, metadata: Mapping[str, 
         raise
     cache.upload_ended(key, upload_id)
     return etag
+
+
+def _recheck(client: S3Client, key: str, if_match: str | None, if_none_match: bool) -> None:
+    """Check the conditions with a HEAD right before the parts are assembled.
+
+    Some servers ignore conditions on CompleteMultipartUpload (moto does; SeaweedFS and
+    AWS honour them), so the conditions are also sent, and this narrows the window where
+    they are not.
+    """
+    if if_match is None and not if_none_match:
+        return
+    found = client.head(key)
+    if (found is not None) if if_none_match else (found is None or found.etag != if_match):
+        raise S3Error(412, "PreconditionFailed", f"{key!r} changed during the upload",
+                      resource=f"{client.bucket}/{key}")
 
 
 def _abort(client: S3Client, key: str, upload_id: str, cache: MtimeCache) -> None:
