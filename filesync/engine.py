@@ -221,9 +221,16 @@ class Engine:
 
     def _round(self, paths: Iterable[str] | None,
                listings: dict[str, Listing | None] | None) -> RoundReport:
+        doubted = self.hubs.take_doubted()
+        if paths is not None and doubted is None:
+            paths = listings = None  # a hub's every file is in doubt: look at everything
         if listings is None:
             listings = self.list_all()
             self._remove_stale_temps(listings)
+        elif paths is not None and doubted:
+            paths = list(paths)
+            self._add_paths(listings, sorted(doubted - set(paths)))
+            paths += sorted(doubted - set(paths))
         current_plan = self.make_plan(listings, paths)
         report = RoundReport(listings, current_plan)
         skipped = {path for listing in listings.values() if listing is not None
@@ -257,6 +264,21 @@ class Engine:
             log.info("spreading the conflict copies to every location")
             return self.run_round()
         return report
+
+    def _add_paths(self, listings: dict[str, Listing | None], paths: Sequence[str]) -> None:
+        """Extend a round's fresh stats (``stat_paths``) with ``paths``."""
+        if not paths:
+            return
+        more = self.stat_paths(paths)
+        for key, listing in listings.items():
+            extra = more.get(key)
+            if listing is None:
+                continue
+            if extra is None:
+                listing.blind.update(paths)
+            else:
+                listing.entries.update(extra.entries)
+                listing.blind.update(extra.blind)
 
     def _acknowledge(self, applied: dict[str, dict[str, Entry | None]]) -> None:
         """Tell the watchers what we wrote, so our own writes never come back as events."""
@@ -309,7 +331,7 @@ class Engine:
         log.info("watching %d locations every %.1f s; press Ctrl+C to stop",
                  len(watchers), self.options.interval)
         try:
-            retry_at = 0.0
+            retry_at = news_at = 0.0
             while not self.stop.is_set():
                 batch = _drain(events, self.stop)
                 if batch:
@@ -318,10 +340,24 @@ class Engine:
                     # A hub sat a round out (another engine held it): catch up.
                     retry_at = time.monotonic() + self.options.interval
                     self.run_round()
+                if self.hubs.journaled and time.monotonic() >= news_at:
+                    news_at = time.monotonic() + self.options.interval
+                    self._take_news()
         finally:
             self.stop.set()
             for watcher in watchers:
                 watcher.join()
+
+    def _take_news(self) -> None:
+        """Sync what other machines wrote to a hub in ways its listing may not show."""
+        news = self.hubs.news()
+        if news is None:
+            self.run_round()
+        elif news:
+            ordered = sorted(news)
+            log.debug("another machine wrote %d files to a hub", len(ordered))
+            with self.hubs.round(not self.options.dry_run):
+                self.run_round(ordered, self.stat_paths(ordered))
 
     def _handle(self, batch: list[WatchEvent]) -> None:
         paths: set[str] = set()

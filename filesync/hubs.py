@@ -47,6 +47,8 @@ class Hubs:
         self._leases: dict[str, Lease] = {}
         self._journals: dict[str, Journal] = {}
         self._depth = 0
+        #: Paths whose hub records this round's journals put in doubt (None: all).
+        self._doubted: set[str] | None = set()
         #: The last round left a hub out: watch mode runs a full round again soon.
         self.missed_round = False
 
@@ -105,6 +107,7 @@ class Hubs:
             log.info("%s: files other machines wrote there may not show by their size and "
                      "time; comparing them by content this round", location.display)
             self.store.doubt_records(key, None)
+            self._doubted = None
         elif doubted:
             states = self.store.load(list(doubted))
             agreed_as = {path: state.agreed.sha256 for path, state in states.items()
@@ -115,8 +118,32 @@ class Hubs:
                 log.debug("%s: %d files written there by other machines are compared by "
                           "content", location.display, len(unsure))
                 self.store.doubt_records(key, unsure)
+                if self._doubted is not None:
+                    self._doubted.update(unsure)
         self.store.set_journal_seen(key, journal.seq)
         self._journals[key] = journal
+
+    def take_doubted(self) -> set[str] | None:
+        """The paths put in doubt since last asked (None: every path); a round plans them."""
+        doubted, self._doubted = self._doubted, set()
+        return doubted
+
+    def news(self) -> set[str] | None:
+        """Paths other engines wrote to journaled hubs since this one last looked.
+
+        For watch mode: such a write may not show in a listing at all (a coarse clock),
+        so no watcher would report it. None: every path is in doubt (a full round).
+        """
+        paths: set[str] = set()
+        for key in sorted(self.journaled):
+            found = read_journal(self.locations[key])
+            if not found.ok:
+                continue  # out of reach: its watcher reports that
+            doubted = found.value.doubted(self.owner, self.store.journal_seen(key))
+            if doubted is None:
+                return None
+            paths.update(doubted)
+        return paths
 
     def intend(self, plan: Plan) -> None:
         """Before applying: note the files the plan writes to journaled hubs.
