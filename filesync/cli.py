@@ -26,7 +26,7 @@ from filesync.locations.spec import mask_secrets
 from filesync.logsetup import setup_logging
 from filesync.report import print_plan, summary
 from filesync.result import Err, ErrorKind, Ok, Result
-from filesync.state import StateStore, default_state_path, failure_message
+from filesync.state import StateStore, cache_path, default_state_path, failure_message
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 #: Ctrl+C at the location prompt, before anything was synced (128 + SIGINT, as shells do).
@@ -317,6 +317,8 @@ def _run(locations: list[Location], options: Options, state_path: Path, once: bo
     elif store.fresh:
         log.info("no earlier state for these locations: first run, the union is kept and "
                  "nothing is deleted")
+    for location in locations:
+        location.cache_path = cache_path(state_path, location.key)
     if not options.dry_run:
         # A one-way source is read only: never created or otherwise prepared.
         for location in locations[1:] if options.one_way else locations:

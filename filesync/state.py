@@ -82,6 +82,12 @@ def default_state_path(location_keys: Sequence[str]) -> Path:
     return Path(base) / "filesync" / f"{digest}.sqlite"
 
 
+def cache_path(state_path: Path, location_key: str) -> Path:
+    """Where a location keeps its cache between runs: beside the state, one per location."""
+    digest = hashlib.sha256(_raw(location_key)).hexdigest()[:12]
+    return state_path.with_name(f"{state_path.name}.{digest}.cache")
+
+
 def is_damage(exc: sqlite3.Error) -> bool:
     """True when ``exc`` says the database file itself is damaged (not full, locked, ...)."""
     name = getattr(exc, "sqlite_errorname", "")
