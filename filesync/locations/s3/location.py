@@ -13,11 +13,9 @@ server honours them, else a HEAD right before the write (said once at debug leve
 
 from __future__ import annotations
 
-import itertools
 import logging
 import os
 import threading
-import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -28,11 +26,13 @@ from filesync.locations.base import Location, Readable, changed_since_planned
 from filesync.locations.capabilities import Capabilities
 from filesync.locations.s3.client import ObjectInfo, S3Client, S3Error
 from filesync.locations.s3.config import Endpoint, resolve
-from filesync.locations.s3.mtimes import MTIME_META, MtimeCache, Seen, format_mtime, parse_mtime
-from filesync.locations.s3.scan import CLAIM_NAME, walk
-from filesync.locations.s3.upload import Spooled, spool, upload
+from filesync.locations.s3.folders import NOT_THERE, Folders
+from filesync.locations.s3.housekeeping import abort_stale_uploads, keeps_backslashes
+from filesync.locations.s3.mtimes import MTIME_META, MtimeCache, Seen, format_mtime, mtime_of
+from filesync.locations.s3.scan import CLAIM_NAME, LOOKUP_THREADS, date_files, walk
+from filesync.locations.s3.upload import Spooled, planned, spool, upload
 from filesync.locations.spec import S3Spec
-from filesync.model import ANY, Entry, Listing, Unchecked, still_holds, unsafe_reason
+from filesync.model import ANY, Entry, Listing, Unchecked, unsafe_reason
 from filesync.result import Err, ErrorKind, Ok, Result, kind_of
 
 if TYPE_CHECKING:
@@ -41,12 +41,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("filesync")
 T = TypeVar("T")
 
-#: Threads that look up modification times a scan cannot take from the cache.
-LOOKUP_THREADS = 4
 #: Connections kept per location (transfers, look-ups and listings share them).
 CONNECTIONS = 8
-#: Another machine's multipart upload older than this is abandoned and may be aborted.
-STALE_UPLOAD_NS = 86_400 * 10**9
 #: S3's longest key, in UTF-8 bytes.
 MAX_KEY_BYTES = 1024
 
@@ -74,9 +70,8 @@ class S3Location(Location):
         #: Whether the server honours If-Match / If-None-Match (probed once, when needed).
         self._conditional: bool | None = None
         self._cache: MtimeCache | None = None
-        #: Folders known to have their own ``path/`` object (they outlive their contents).
-        self._explicit: set[str] = set()
         self._base = spec.prefix + "/" if spec.prefix else ""
+        self._folders = Folders(self.object_key, self.display, self._supports_conditional)
 
     # ----- keys, errors, the client -------------------------------------------------------
     def object_key(self, path: str) -> str:
@@ -133,21 +128,9 @@ class S3Location(Location):
                 self._conditional = supported
             return self._conditional
 
-    def _mtime_of(self, info: ObjectInfo) -> int:
-        """The file's modification time: our metadata, else LastModified.
-
-        LastModified is taken in whole seconds: a HEAD answer has no more, and a listing's
-        milliseconds would disagree with it.
-        """
-        text = info.metadata.get(MTIME_META)
-        parsed = None if text is None else parse_mtime(text)
-        if parsed is None:
-            return info.last_modified_ns - info.last_modified_ns % 10**9
-        return parsed
-
     def _entry(self, path: str, info: ObjectInfo) -> Entry:
         """The entry of a HEAD answer, remembered in the cache."""
-        mtime = self._mtime_of(info)
+        mtime = mtime_of(info)
         self.mtimes.remember(info.key, Seen(info.etag, info.size, info.last_modified_ns, mtime))
         return Entry(path, False, info.size, mtime)
 
@@ -201,53 +184,31 @@ class S3Location(Location):
         return Err(f"cannot use {self.display}: {exc.explain()}", exc.kind)
 
     def prepare(self) -> Result[None]:
-        """Check, then abort stale multipart uploads below the prefix.
+        """Check, abort stale multipart uploads, learn whether keys keep backslashes.
 
-        Our own (remembered in the cache) always; another machine's only after a day,
-        since it may still be uploading.
+        Where they do not, this location takes names the way archives and FTP servers do
+        (``posix_names`` off: a backslash or a drive letter is refused, never mangled).
         """
         checked = self.check()
         if not checked.ok:
             return checked
         client = self._connect().unwrap()
-        now = time.time_ns()
         try:
-            for key, upload_id, initiated in list(client.list_multipart_uploads(self._base)):
-                own = self.mtimes.is_own_upload(key, upload_id)
-                if not own and now - initiated < STALE_UPLOAD_NS:
-                    continue
-                log.info("%s: aborting the unfinished upload of %r (%s)", self.display, key,
-                         "left by an earlier run" if own else "older than a day")
-                client.abort_multipart(key, upload_id)
-                self.mtimes.upload_ended(key, upload_id)
+            abort_stale_uploads(client, self._base, self.mtimes, self.display)
         except S3Error as exc:
             log.warning("%s: cannot clean up unfinished uploads now: %s", self.display,
                         exc.explain())
         self.mtimes.save()
         try:
-            self._learn_backslashes(client)
+            kept = keeps_backslashes(client, self._base, self.owner)
         except S3Error as exc:
             return self._err("try a name with a backslash in", "", exc)
-        return Ok(None)
-
-    def _learn_backslashes(self, client: S3Client) -> None:
-        """Find out whether the server keeps a backslash in keys (SeaweedFS makes it ``/``).
-
-        Where it does not, this location takes names the way archives and FTP servers do
-        (``posix_names`` off: a backslash or a drive letter is refused, never mangled).
-        """
-        probe = self._base + ".filesync/backslash-probe\\" + self.owner
-        client.put(probe, b"", 0)
-        try:
-            kept = any(info.key == probe for info in client.list_objects(probe))
-        finally:
-            client.delete(probe)
-            client.delete(probe.replace("\\", "/"))
         if not kept:
             log.debug("%s: the server turns '\\' in keys into '/': names with a backslash "
                       "are refused", self.display)
             # An instance attribute shadows the class's declaration for this server only.
             vars(self)["capabilities"] = replace(self.capabilities, posix_names=False)
+        return Ok(None)
 
     def close(self) -> None:
         """Close the connections and save the cache."""
@@ -284,41 +245,13 @@ class S3Location(Location):
             walked = walk(client.value, self._base, skip_dir)
         except S3Error as exc:
             return self._unreachable(exc)
-        self._explicit = walked.explicit
+        self._folders.explicit = walked.explicit
         self.mtimes.keep_only(walked.keys, self._base)
-        listing = walked.listing
-        misses: list[tuple[str, ObjectInfo]] = []
-        for path, info in walked.files.items():
-            mtime = self.mtimes.lookup(info.key, info.etag, info.size, info.last_modified_ns)
-            if mtime is None:
-                misses.append((path, info))
-            else:
-                listing.entries[path] = Entry(path, False, info.size, mtime)
-        if misses:
-            looked = self._look_up(client.value, misses, listing)
-            if looked is not None:
-                return looked
+        failed = date_files(client.value, walked, self.mtimes)
+        if failed is not None:
+            return self._err("look at", *failed)
         self.mtimes.save()
-        return Ok(listing)
-
-    def _look_up(self, client: S3Client, misses: list[tuple[str, ObjectInfo]],
-                 listing: Listing) -> Err | None:
-        """HEAD the objects whose times are not cached; an unreachable server fails all."""
-        def head(item: tuple[str, ObjectInfo]) -> ObjectInfo | S3Error | None:
-            try:
-                return client.head(item[1].key)
-            except S3Error as exc:
-                return exc
-
-        with ThreadPoolExecutor(LOOKUP_THREADS, thread_name_prefix="s3-head") as pool:
-            for (path, _info), found in zip(misses, pool.map(head, misses), strict=True):
-                if isinstance(found, S3Error):
-                    if found.kind is ErrorKind.UNAVAILABLE:
-                        return self._err("look at", path, found)
-                    listing.skip(path, f"cannot read its time: {found.explain()}")
-                elif found is not None:  # None: deleted since the listing
-                    listing.entries[path] = self._entry(path, found)
-        return None
+        return Ok(walked.listing)
 
     def stat(self, path: str) -> Result[Entry | None]:
         """A HEAD of the file, else one listing call.
@@ -396,7 +329,7 @@ class S3Location(Location):
                 if_none_match = conditional
             else:
                 assert isinstance(expect, Entry)
-                current = self._planned(client, key, expect, fresh=not conditional)
+                current = planned(client, key, expect, self.mtimes, fresh=not conditional)
                 if current is None:
                     return changed
                 if_match = current.etag if conditional else None
@@ -404,7 +337,7 @@ class S3Location(Location):
             if current is None:
                 found = client.head(key)
                 current = None if found is None else Seen(
-                    found.etag, found.size, found.last_modified_ns, self._mtime_of(found))
+                    found.etag, found.size, found.last_modified_ns, mtime_of(found))
             if current is not None:
                 kept_key = self.object_key(keep_old_as)
                 etag = client.copy(key, kept_key, {MTIME_META: format_mtime(current.mtime_ns)},
@@ -414,26 +347,6 @@ class S3Location(Location):
                       if_match=if_match, if_none_match=if_none_match)
         self.mtimes.remember(key, Seen(etag, spooled.size, None, mtime_ns))
         return Ok(Entry(path, False, spooled.size, mtime_ns))
-
-    def _planned(self, client: S3Client, key: str, expect: Entry, fresh: bool) -> Seen | None:
-        """The object as the plan saw it (``expect``), with its ETag; None if it changed.
-
-        The ETag comes from the cache when it holds that size and time (no request), else
-        from a HEAD; ``fresh`` forces the HEAD (no conditional requests: the re-check).
-        """
-        if expect.is_dir:
-            return None
-        seen = self.mtimes.get(key)
-        if not fresh and seen is not None and (seen.size, seen.mtime_ns) == (expect.size,
-                                                                            expect.mtime_ns):
-            return seen
-        found = client.head(key)
-        if found is None:
-            return None
-        mtime = self._mtime_of(found)
-        if not still_holds(Entry(expect.path, False, found.size, mtime), expect):
-            return None
-        return Seen(found.etag, found.size, found.last_modified_ns, mtime)
 
     def rename(self, old: str, new: str) -> Result[Entry]:
         """A server-side copy to ``new``, then the delete of ``old`` (both on its ETag)."""
@@ -446,15 +359,15 @@ class S3Location(Location):
             info = client.head(old_key)
             if info is None:
                 return None
-            mtime = self._mtime_of(info)
+            mtime = mtime_of(info)
             # Without our time in its metadata, the copy would be dated by the copy.
             metadata = None if MTIME_META in info.metadata else {MTIME_META: format_mtime(mtime)}
             etag = client.copy(old_key, new_key, metadata, if_match=info.etag)
             self.mtimes.remember(new_key, Seen(etag, info.size, None, mtime))
-            lone = self._lone_parent(client, old)
+            lone = self._folders.lone_parent(client, old)
             client.delete(old_key, if_match=info.etag)
             self.mtimes.forget(old_key)
-            self._keep_folder(client, lone)
+            self._folders.keep(client, lone)
             return Entry(new, False, info.size, mtime)
 
         moved = self._run(f"move {old!r} to", new, work)
@@ -470,52 +383,20 @@ class S3Location(Location):
             return bad
 
         def work(client: S3Client) -> None:
-            lone = self._lone_parent(client, path)
+            lone = self._folders.lone_parent(client, path)
             client.delete(self.object_key(path))
             self.mtimes.forget(self.object_key(path))
-            self._keep_folder(client, lone)
+            self._folders.keep(client, lone)
 
         return self._run("delete", path, work)
-
-    def _lone_parent(self, client: S3Client, path: str) -> str | None:
-        """The parent of ``path`` if removing ``path`` would remove that folder too.
-
-        That is: ``path`` (with what is below it, at most two objects) is all it holds, and
-        the folder has no object of its own.
-        """
-        parent = path.rpartition("/")[0]
-        if not parent or parent in self._explicit:
-            return None
-        prefix = self.object_key(parent) + "/"
-        keys = {info.key for info in itertools.islice(client.list_objects(prefix), 3)}
-        if prefix in keys:
-            self._explicit.add(parent)
-            return None
-        key = self.object_key(path)
-        alone = keys and all(found == key or found.startswith(key + "/") for found in keys)
-        return parent if alone else None
-
-    def _keep_folder(self, client: S3Client, folder: str | None) -> None:
-        """Give ``folder`` its own ``folder/`` object, after its last entry was removed.
-
-        Not before: SeaweedFS then refuses a later ``If-None-Match`` create of that entry.
-        """
-        if folder is not None:
-            client.put(self.object_key(folder) + "/", b"", 0)
-            self._explicit.add(folder)
 
     def mkdir(self, path: str) -> Result[Entry]:
         """Put the zero-byte ``path/`` object (its parents are implied by it)."""
         bad = self._refused("create folder", path)
         if bad is not None:
             return bad
-
-        def work(client: S3Client) -> Entry:
-            client.put(self.object_key(path) + "/", b"", 0)
-            self._explicit.add(path)
-            return Entry(path, True)
-
-        return self._run("create folder", path, work)
+        made = self._run("create folder", path, lambda client: self._folders.make(client, path))
+        return Ok(Entry(path, True)) if made.ok else made
 
     def rmdir(self, path: str) -> Result[None]:
         """Remove an empty folder's ``path/`` object (and its claim, see ``claim_dir``).
@@ -525,63 +406,21 @@ class S3Location(Location):
         bad = self._refused("delete folder", path, temp_ok=True)
         if bad is not None:
             return bad
-        prefix = self.object_key(path) + "/"
-        own = {prefix, prefix + CLAIM_NAME}
-
-        def work(client: S3Client) -> str | None:
-            below = {info.key for info in itertools.islice(client.list_objects(prefix), 3)}
-            if not below:
-                return "it is not there"
-            if not below <= own:
-                return "it is not empty"
-            lone = self._lone_parent(client, path)
-            for key in sorted(below, reverse=True):
-                client.delete(key)
-            self._explicit.discard(path)
-            self._keep_folder(client, lone)
-            return None
-
-        removed = self._run("delete folder", path, work)
-        if removed.ok and removed.value is not None:
-            kind = ErrorKind.NOT_FOUND if removed.value == "it is not there" else ErrorKind.FAILED
+        removed = self._run("delete folder", path,
+                            lambda client: self._folders.remove(client, path))
+        if not removed.ok:
+            return removed
+        if removed.value is not None:
+            kind = ErrorKind.NOT_FOUND if removed.value == NOT_THERE else ErrorKind.FAILED
             return Err(f"cannot delete folder {path!r} in {self.display}: {removed.value}", kind)
-        return removed if not removed.ok else Ok(None)
+        return Ok(None)
 
     def claim_dir(self, path: str) -> Result[bool]:
-        """Create the folder ``path`` by an ``If-None-Match: *`` PUT of ``path/CLAIM_NAME``.
+        """Create the folder ``path`` only if nothing is there, atomically.
 
-        True when this call created the folder. The claim is a file object, not the
-        ``path/`` folder object: SeaweedFS lets several racing conditional PUTs of a
-        ``x/`` key succeed, but never of a file key. A folder or file that was there
-        before (made otherwise) is something there too: the claim is then taken back.
-        Where the server ignores conditions: a look, then a PUT (not atomic; said at debug
-        level).
+        An ``If-None-Match: *`` PUT of ``path/CLAIM_NAME`` (see ``Folders.claim``).
         """
         bad = self._refused("create folder", path)
         if bad is not None:
             return bad
-        prefix = self.object_key(path) + "/"
-        claim = prefix + CLAIM_NAME
-
-        def work(client: S3Client) -> bool:
-            if not self._supports_conditional(client):
-                log.debug("%s: claiming %r by a look-up and a write (not atomic: the server "
-                          "ignores If-None-Match)", self.display, path)
-                if (next(iter(client.list_objects(prefix)), None) is not None
-                        or client.head(prefix[:-1]) is not None):
-                    return False
-                client.put(claim, b"", 0)
-                return True
-            try:
-                client.put(claim, b"", 0, if_none_match=True)
-            except S3Error as exc:
-                if exc.kind is ErrorKind.CHANGED:
-                    return False
-                raise
-            below = [info.key for info in itertools.islice(client.list_objects(prefix), 2)]
-            if below != [claim] or client.head(prefix[:-1]) is not None:
-                client.delete(claim)
-                return False
-            return True
-
-        return self._run("create folder", path, work)
+        return self._run("create folder", path, lambda client: self._folders.claim(client, path))

@@ -18,6 +18,8 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from filesync.locations.s3.client import ObjectInfo
+
 log = logging.getLogger("filesync")
 
 #: The user metadata name (``x-amz-meta-mtime``) holding decimal seconds since the epoch.
@@ -46,6 +48,19 @@ def parse_mtime(text: str) -> int | None:
     sign, seconds, fraction = match.groups()
     nanos = int(seconds) * 10**9 + int((fraction or "")[:9].ljust(9, "0"))
     return -nanos if sign else nanos
+
+
+def mtime_of(info: ObjectInfo) -> int:
+    """A file's modification time: our metadata, else LastModified.
+
+    LastModified is taken in whole seconds: a HEAD answer has no more, and a listing's
+    milliseconds would disagree with it.
+    """
+    text = info.metadata.get(MTIME_META)
+    parsed = None if text is None else parse_mtime(text)
+    if parsed is None:
+        return info.last_modified_ns - info.last_modified_ns % 10**9
+    return parsed
 
 
 @dataclass(frozen=True, slots=True)

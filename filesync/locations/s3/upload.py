@@ -22,7 +22,8 @@ from typing import BinaryIO, cast
 
 from filesync.locations.base import CHUNK_SIZE, Readable
 from filesync.locations.s3.client import S3Client, S3Error
-from filesync.locations.s3.mtimes import MtimeCache
+from filesync.locations.s3.mtimes import MtimeCache, Seen, mtime_of
+from filesync.model import Entry, still_holds
 
 log = logging.getLogger("filesync")
 
@@ -70,6 +71,28 @@ def spool(source: Readable) -> Spooled:
         spooled.close()
         raise
     return Spooled(cast(BinaryIO, spooled), size, digest.hexdigest())
+
+
+def planned(client: S3Client, key: str, expect: Entry, cache: MtimeCache,
+            fresh: bool) -> Seen | None:
+    """The object as the plan saw it (``expect``), with its ETag; None if it changed.
+
+    The ETag comes from the cache when it holds that size and time (no request), else from
+    a HEAD; ``fresh`` forces the HEAD (no conditional requests: the re-check itself).
+    """
+    if expect.is_dir:
+        return None
+    seen = cache.get(key)
+    if not fresh and seen is not None and (seen.size, seen.mtime_ns) == (expect.size,
+                                                                        expect.mtime_ns):
+        return seen
+    found = client.head(key)
+    if found is None:
+        return None
+    mtime = mtime_of(found)
+    if not still_holds(Entry(expect.path, False, found.size, mtime), expect):
+        return None
+    return Seen(found.etag, found.size, found.last_modified_ns, mtime)
 
 
 def upload(client: S3Client, key: str, spooled: Spooled, metadata: Mapping[str, str],
