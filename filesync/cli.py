@@ -212,8 +212,12 @@ def _open_all(texts: Sequence[str], settings: Settings) -> Result[list[Location]
     return Ok(locations)
 
 
-def _check_all(locations: Sequence[Location], options: Options) -> Result[None]:
-    """At least two, none inside another, each usable; a one-way source must exist."""
+def _check_all(locations: Sequence[Location], options: Options, once: bool) -> Result[None]:
+    """At least two, none inside another, each usable; a one-way source must exist.
+
+    A location out of reach (``UNAVAILABLE``) stops a ``--once`` run at start; watch mode
+    starts anyway and retries it, as it would after an outage later on.
+    """
     if len(locations) < 2:
         return Err(f"at least two locations are needed, {len(locations)} given")
     grouped = check_group(locations)
@@ -221,7 +225,9 @@ def _check_all(locations: Sequence[Location], options: Options) -> Result[None]:
         return grouped
     for location in locations:
         checked = location.check()
-        if not checked.ok:
+        if not checked.ok and checked.kind is ErrorKind.UNAVAILABLE and not once:
+            log.warning("%s; watch mode retries it until it answers", checked.message)
+        elif not checked.ok:
             return checked
     source = locations[0].local_path()
     if options.one_way and source is not None and not source.exists():
@@ -251,7 +257,7 @@ def _prepare(args: argparse.Namespace) -> Result[tuple[list[Location], Options]]
     opened = _open_all(texts, settings)
     if not opened.ok:
         return opened
-    checked = _check_all(opened.value, options.value)
+    checked = _check_all(opened.value, options.value, args.once or args.dry_run)
     if not checked.ok:
         for location in opened.value:
             location.close()

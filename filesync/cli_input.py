@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from typing import IO
 
 from filesync.locations import Location, Settings, open_location, parse_location
-from filesync.locations.spec import FtpSpec
+from filesync.locations.spec import FtpSpec, S3Spec
 from filesync.result import Err, Ok, Result
 
 PROMPT = "Enter path (folder:/zip:/ftp: or [end]): "
@@ -59,13 +59,16 @@ def check_group(locations: Sequence[Location]) -> Result[None]:
             if holds and _inside(inner_path, outer_path, separator):
                 return Err(f"{inner.display} is inside {outer.display}; a location inside "
                            "another would be synced into itself; choose separate places")
-    # A server location's reserved folder (?reserved=) must not lie in another's tree.
-    ftp = [spec for loc in locations if isinstance(spec := getattr(loc, "spec", None), FtpSpec)]
-    for index, first in enumerate(ftp):
-        for second in ftp[index + 1:]:
-            problem = first.overlap(second)
-            if problem:
-                return Err(problem)
+    # A server location's reserved folder (?reserved=) must not lie in another's tree; an
+    # S3 prefix must not lie inside another of the same bucket.
+    specs = [getattr(loc, "spec", None) for loc in locations]
+    for kind in (FtpSpec, S3Spec):
+        same_kind = [spec for spec in specs if isinstance(spec, kind)]
+        for index, first in enumerate(same_kind):
+            for second in same_kind[index + 1:]:
+                problem = first.overlap(second)  # type: ignore[arg-type]
+                if problem:
+                    return Err(problem)
     return Ok(None)
 
 

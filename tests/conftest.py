@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 #: The FTP server fixtures (pyftpdlib and pure-ftpd) live in their own module.
-pytest_plugins = ("tests.ftp_servers",)
+pytest_plugins = ("tests.ftp_servers", "tests.s3_servers")
 
 ROOT = Path(__file__).resolve().parent.parent
 MAIN = ROOT / "main.py"

@@ -32,6 +32,10 @@ class Hub:
     env: dict[str, str]
     #: Put a file into the hub behind filesync's back (another machine's leftovers).
     plant: Callable[[str, bytes], None]
+    #: S3 only: the keys of the multipart uploads under way in the bucket.
+    uploads: Callable[[], list[str]] = list
+    #: S3 only: start a multipart upload of this key as another machine would.
+    start_foreign_upload: Callable[[str], str] = str
 
 
 class Machine:

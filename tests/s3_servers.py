@@ -16,6 +16,7 @@ import re
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -391,6 +392,57 @@ def seaweed_s3() -> Iterator[SeaweedS3]:
 def moto_s3() -> Iterator[MotoS3]:
     """One moto server per test session; make a bucket per test (``fresh_bucket()``)."""
     server = MotoS3().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+class MotoProcess(MotoS3):
+    """moto's server in a process of its own (``python -m moto.server``).
+
+    In this process (``ThreadedMotoServer``) every byte moto buffers would count in the
+    memory bounds the suite measures with tracemalloc, and its thread in the leak check.
+    """
+
+    def start(self) -> MotoProcess:
+        """Start the server and wait until it answers (deadline 30 s)."""
+        began = time.monotonic()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        while time.monotonic() - began < 30:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                break
+            except OSError:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"moto_server exited with {self.process.returncode}"
+                                       ) from None
+                time.sleep(0.1)
+        else:
+            self.stop()
+            raise RuntimeError(f"moto_server did not answer on port {self.port} within 30 s")
+        self.startup_seconds = time.monotonic() - began
+        return self
+
+    def stop(self) -> None:
+        """Terminate the server and wait for it."""
+        process = getattr(self, "process", None)
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+        self.process = None
+
+
+@pytest.fixture(scope="session")
+def moto_process() -> Iterator[MotoS3]:
+    """One moto server process per test session; a bucket per test."""
+    server = MotoProcess().start()
     try:
         yield server
     finally:

@@ -17,8 +17,11 @@ import pytest
 
 from filesync.locations.s3.mtimes import format_mtime
 from tests.conftest import MAIN
-from tests.contract.conftest import moto_process  # noqa: F401 (a fixture used by name)
-from tests.s3_servers import REGION, seaweed_s3  # noqa: F401 (a fixture used by name)
+from tests.s3_servers import (  # noqa: F401 (a fixture used by name)
+    REGION,
+    moto_process,
+    seaweed_s3,
+)
 
 T1 = 1_700_000_000_123_456_789
 
@@ -190,3 +193,78 @@ def test_the_secret_never_shows_in_a_verbose_dry_run_or_a_verbose_sync(server, t
                    and path.suffix not in (".txt",)]
     for path in state_files:
         assert server.secret_key.encode() not in path.read_bytes(), path
+
+
+def test_one_prefix_inside_another_of_the_same_bucket_is_refused(tmp_path: Path, capfd):
+    from tests.conftest import run_main
+
+    status = run_main("--once", "--state", str(tmp_path / "state.sqlite"),
+                      "s3+http://127.0.0.1:9/photos/2024", "s3+http://127.0.0.1:9/photos",
+                      f"folder:{tmp_path / 'a'}")
+    assert status == 2
+    err = capfd.readouterr().err
+    assert "s3+http://127.0.0.1:9/photos/2024" in err and "inside" in err
+    assert not (tmp_path / "a").exists()
+
+
+def test_versions_are_kept_in_the_bucket_and_restore_brings_them_back(server, tmp_path: Path):
+    bucket = server.fresh_bucket("restore")
+    boto = server.boto3_client()
+    site = tmp_path / "site"
+    (site / "docs").mkdir(parents=True)
+    (site / "docs" / "a.txt").write_text("first")
+    (site / "gone.txt").write_text("deleted later")
+    port = server.endpoint_url.rsplit(":", 1)[1]
+    url = f"s3+http://127.0.0.1:{port}/{bucket}/site"
+    state = str(tmp_path / "state.sqlite")
+    assert run(server, tmp_path, "--once", "--state", state, f"folder:{site}", url
+               ).returncode == 0
+    (site / "docs" / "a.txt").write_text("second, longer")
+    (site / "gone.txt").unlink()
+    assert run(server, tmp_path, "--once", "--state", state, f"folder:{site}", url
+               ).returncode == 0
+    versions = [key for key in keys(boto, bucket) if key.startswith("site/.filesync/versions/")]
+    assert len(versions) == 2  # the overwritten and the deleted file, copied in the bucket
+    listed = run(server, tmp_path, "restore", url, "--list")
+    assert listed.returncode == 0 and "docs/a.txt" in listed.stdout
+    assert "gone.txt" in listed.stdout
+    restored = run(server, tmp_path, "restore", url, "docs/a.txt", "gone.txt")
+    assert restored.returncode == 0, restored.stderr
+    body = boto.get_object(Bucket=bucket, Key="site/docs/a.txt")["Body"].read()
+    assert body == b"first"
+    assert boto.get_object(Bucket=bucket, Key="site/gone.txt")["Body"].read() == b"deleted later"
+    boto.close()
+
+
+def test_an_unreachable_endpoint_stops_once_at_start_and_watch_mode_waits_for_it(
+        tmp_path: Path):
+    from tests.conftest import wait_for
+    from tests.s3_servers import free_ports
+
+    port = free_ports(1)[0]  # nothing listens there
+    folder = tmp_path / "a"
+    folder.mkdir()
+    (folder / "f.txt").write_text("kept")
+    env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
+    env.update(HOME=str(tmp_path / "home"), AWS_ACCESS_KEY_ID="id", AWS_SECRET_ACCESS_KEY="s")
+    url = f"s3+http://127.0.0.1:{port}/bucket/x"
+    once = subprocess.run([sys.executable, str(MAIN), "--once", "--state",
+                           str(tmp_path / "s.sqlite"), f"folder:{folder}", url], env=env,
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert once.returncode == 2
+    assert url in once.stderr and "cannot reach" in once.stderr
+    log = tmp_path / "watch.log"
+    with open(log, "wb") as sink:
+        watch = subprocess.Popen([sys.executable, str(MAIN), "--interval", "0.2", "--state",
+                                  str(tmp_path / "s.sqlite"), f"folder:{folder}", url],
+                                 env=env, stdout=sink, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: "unavailable" in log.read_text(), 30, "the outage to be logged")
+        assert "retries it until it answers" in log.read_text()
+        assert watch.poll() is None  # still running, waiting for the endpoint
+    finally:
+        watch.terminate()
+        assert watch.wait(timeout=30) == 0
+    assert (folder / "f.txt").read_text() == "kept"
+    # Only the folder's own marker was added: nothing was deleted because of the outage.
+    assert sorted(path.name for path in folder.iterdir()) == [".filesync", "f.txt"]

@@ -21,9 +21,12 @@ from filesync.locations.s3.location import S3Location
 from filesync.locations.s3.mtimes import format_mtime, parse_mtime
 from filesync.locations.spec import S3Spec, parse_location
 from filesync.result import ErrorKind
-from tests.contract.conftest import moto_process  # noqa: F401 (a fixture used by name)
 from tests.contract.helpers import T1, T2, Generated
-from tests.s3_servers import REGION, seaweed_s3  # noqa: F401 (a fixture used by name)
+from tests.s3_servers import (  # noqa: F401 (a fixture used by name)
+    REGION,
+    moto_process,
+    seaweed_s3,
+)
 from tests.tcp_proxy import TcpProxy
 
 MIB = 1 << 20

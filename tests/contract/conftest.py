@@ -11,10 +11,7 @@ import itertools
 import json
 import os
 import shutil
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +21,7 @@ import pytest
 from filesync.locations import Location, open_location, parse_location
 from filesync.locations.memory import MemoryLocation
 from tests.ftp_servers import USER, PureFtpd, PyftpdServer, running_pureftpd
-from tests.s3_servers import MotoS3, seaweed_s3  # noqa: F401 (a fixture used by name)
+from tests.s3_servers import moto_process, seaweed_s3  # noqa: F401 (fixtures used by name)
 from tests.tcp_proxy import TcpProxy
 
 #: Numbers the folders tests get on the shared pure-ftpd.
@@ -186,57 +183,6 @@ def _s3_backend(name: str, request: pytest.FixtureRequest, tmp_path: Path,
                            "Resource": [f"arn:aws:s3:::{bucket}/*"]}]}))
 
     return Backend(name, location, proxy.close, plant, refuse)
-
-
-class _MotoProcess(MotoS3):
-    """moto's server in a process of its own (``python -m moto.server``).
-
-    In this process (``ThreadedMotoServer``) every byte moto buffers would count in the
-    memory bounds the suite measures with tracemalloc, and its thread in the leak check.
-    """
-
-    def start(self) -> _MotoProcess:
-        """Start the server and wait until it answers (deadline 30 s)."""
-        began = time.monotonic()
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
-        while time.monotonic() - began < 30:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                break
-            except OSError:
-                if self.process.poll() is not None:
-                    raise RuntimeError(f"moto_server exited with {self.process.returncode}"
-                                       ) from None
-                time.sleep(0.1)
-        else:
-            self.stop()
-            raise RuntimeError(f"moto_server did not answer on port {self.port} within 30 s")
-        self.startup_seconds = time.monotonic() - began
-        return self
-
-    def stop(self) -> None:
-        """Terminate the server and wait for it."""
-        process = getattr(self, "process", None)
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
-        self.process = None
-
-
-@pytest.fixture(scope="session")
-def moto_process() -> Iterator[MotoS3]:
-    """One moto server process for the contract suite; a bucket per test."""
-    server = _MotoProcess().start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="session")
