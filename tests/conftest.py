@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -40,6 +41,20 @@ def private_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     state_home = tmp_path / "xdg-state"
     monkeypatch.setenv("XDG_STATE_HOME", str(state_home))
     return state_home
+
+
+@pytest.fixture
+def log_records(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
+    """Capture the ``filesync`` logger (it does not propagate once the CLI configured it)."""
+    logger = logging.getLogger("filesync")
+    logger.addHandler(caplog.handler)
+    old_level = logger.level
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield caplog
+    finally:
+        logger.removeHandler(caplog.handler)
+        logger.setLevel(old_level)
 
 
 def run_main(*args: str) -> int:

@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import io
-import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from filesync.excludes import Excludes
 from filesync.locations.ftp import FtpLocation
@@ -27,20 +23,6 @@ from tests.ftp_servers import (
 )
 
 T = 1_700_000_000_123_456_789  # a source mtime with a fraction the server cannot keep
-
-
-@pytest.fixture
-def log_records(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
-    """Capture the ``filesync`` logger (it does not propagate once the CLI configured it)."""
-    logger = logging.getLogger("filesync")
-    logger.addHandler(caplog.handler)
-    old_level = logger.level
-    logger.setLevel(logging.DEBUG)
-    try:
-        yield caplog
-    finally:
-        logger.removeHandler(caplog.handler)
-        logger.setLevel(old_level)
 
 
 class Breaking(io.RawIOBase):

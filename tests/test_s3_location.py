@@ -7,7 +7,6 @@ import gc
 import hashlib
 import io
 import json
-import logging
 import tracemalloc
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -333,13 +332,12 @@ def test_a_missing_bucket_and_a_wrong_secret_are_explained(server, tmp_path: Pat
 
 
 def test_without_conditional_requests_a_look_up_re_checks_and_says_so(server, opened,
-                                                                      caplog):
+                                                                      log_records):
     """Where a server ignores If-Match / If-None-Match (rclone serve s3 does), the
     location re-checks with a HEAD; here the location is told so instead of probing."""
     bucket = server.fresh_bucket("fallback")
     location = opened(server, bucket)
     location._conditional = False
-    caplog.set_level(logging.DEBUG, logger="filesync")
     planned = location.write("f.txt", io.BytesIO(b"planned"), T1).unwrap()
     server.boto3_client().put_object(Bucket=bucket, Key="data/f.txt", Body=b"changed!")
     refused = location.write("f.txt", io.BytesIO(b"overwrite"), T2, expect=planned)
@@ -351,4 +349,4 @@ def test_without_conditional_requests_a_look_up_re_checks_and_says_so(server, op
     assert not again.ok and again.kind is ErrorKind.CHANGED, again
     assert location.claim_dir("lease").unwrap() is True
     assert location.claim_dir("lease").unwrap() is False
-    assert "not atomic" in caplog.text
+    assert "not atomic" in log_records.text
