@@ -82,6 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
                         metavar="SECONDS",
                         help="how often watch mode scans each location, 0.05 to 86400 "
                              "(default: 2)")
+    parser.add_argument("--poll", action="store_true",
+                        help="watch folders by listing them every --interval too, never by "
+                             "the system's file events (for network file systems that send "
+                             "none)")
+    parser.add_argument("--rescan", type=_number(1, 86400), default=300.0, metavar="SECONDS",
+                        help="with file events, still list every location in full this "
+                             "often, to catch what events missed, 1 to 86400 (default: 300)")
     parser.add_argument("--state", metavar="PATH",
                         help="state file (default: one per set of locations under "
                              "$XDG_STATE_HOME/filesync or ~/.local/state/filesync)")
@@ -191,7 +198,7 @@ def _options(args: argparse.Namespace) -> Result[Options]:
                       conflict=args.conflict,
                       keep_versions=args.keep_versions, keep_days=args.keep_days,
                       max_delete=args.max_delete, force=args.force,
-                      lease_ttl=args.lease_ttl))
+                      lease_ttl=args.lease_ttl, poll=args.poll, rescan=args.rescan))
 
 
 def _open_all(texts: Sequence[str], settings: Settings) -> Result[list[Location]]:

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from filesync.concurrency import Concurrency, parallel_map
+from filesync.eventwatch import DEFAULT_RESCAN, make_watcher
 from filesync.excludes import Excludes
 from filesync.executor import Executor, Stats
 from filesync.guards import DeleteGuard, adopt_markers
@@ -48,6 +49,10 @@ class Options:
     force: bool = False
     #: How long a hub lease lasts without renewal (seconds); see ``filesync.lease``.
     lease_ttl: float = DEFAULT_TTL
+    #: Watch folders by polling too, never by OS events (``--poll``).
+    poll: bool = False
+    #: With OS events, list every location in full this often anyway (seconds).
+    rescan: float = DEFAULT_RESCAN
 
 
 @dataclass
@@ -322,8 +327,10 @@ class Engine:
         """Keep syncing until ``stop`` is set; watchers are joined before returning."""
         events: queue.Queue[WatchEvent] = queue.Queue()
         watchers = [
-            Watcher(location, self.options.excludes, self.options.interval, events, self.stop,
-                    _baseline(first.listings.get(key), self._own_writes.pop(key, {})))
+            make_watcher(location, self.options.excludes, self.options.interval, events,
+                         self.stop, _baseline(first.listings.get(key),
+                                              self._own_writes.pop(key, {})),
+                         poll=self.options.poll, rescan=self.options.rescan)
             for key, location in self.locations.items()]
         self._watchers = {watcher.location.key: watcher for watcher in watchers}
         for watcher in watchers:
