@@ -263,6 +263,10 @@ class Engine:
         self._acknowledge(_recorded_holders(current_plan, listings))
         report.failures = len(outcome.failures)
         report.interrupted = outcome.interrupted
+        if outcome.revisit and not outcome.interrupted:
+            # A rename carried an edit made meanwhile: settle who wins now, not next time.
+            ordered = sorted(outcome.revisit)
+            self._round(ordered, self.stat_paths(ordered))
         if self.stats.conflict_copies > copies_before and not outcome.interrupted \
                 and paths is None:
             # The conflict copies are new files in their own locations: spread them now.

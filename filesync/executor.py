@@ -30,6 +30,7 @@ class Stats:
     """What a run did, for the closing summary."""
 
     copied: int = 0
+    renamed: int = 0
     deleted: int = 0
     folders_made: int = 0
     folders_removed: int = 0
@@ -58,6 +59,8 @@ class Outcome:
 
     failures: list[Failure] = field(default_factory=list)
     interrupted: bool = False
+    #: Paths to look at again at once: a rename carried an edit made meanwhile.
+    revisit: set[str] = field(default_factory=set)
 
 
 class SourceChangedError(OSError):
@@ -170,6 +173,8 @@ class Executor:
         self.versioned: set[str] = set()
         #: What the last ``apply`` changed: location -> path -> entry now (None: removed).
         self.applied: dict[str, dict[str, Entry | None]] = {}
+        #: Paths the last ``apply`` wants looked at again (see ``Outcome.revisit``).
+        self.revisit: set[str] = set()
         self._digests: dict[tuple[str, str], str] = {}
 
     # ----- hashes -------------------------------------------------------------------------
@@ -209,6 +214,7 @@ class Executor:
         self.moment = dt.datetime.now(dt.timezone.utc)
         self.versioned = set()
         self.applied = {}
+        self.revisit = set()
         decisions = {d.path: d for d in plan.decisions}
         with self.store.batch():
             for decision in plan.decisions:
@@ -229,6 +235,7 @@ class Executor:
             for key in involved:
                 self._settle(key, batches[key], decisions, outcome,
                              pending_by_location.get(key, []))
+        outcome.revisit = set(self.revisit)
         for failure in outcome.failures:
             self.stats.errors += 1
             log.error("failed: %s in %s: %s", failure.path, failure.location, failure.message)
@@ -349,6 +356,17 @@ class Executor:
                 self.store.set_sha(path, gen, digest)
             log.info("%s %s  %s -> %s", "conflict" if action.conflict else "copy", path,
                      action.source, target)
+        elif action.op is Op.RENAME:
+            assert entry is not None and action.from_path is not None
+            self.stats.renamed += 1
+            self.applied[target][action.from_path] = None
+            self.store.set_record(action.from_path, target, None)
+            self.store.forget_tombstone(action.from_path)
+            if action.keeps_record:
+                self.store.set_record(path, target, record_of(entry, gen))
+            else:
+                self.revisit.add(path)
+            log.info("rename %s -> %s  in %s", action.from_path, path, target)
         elif action.op is Op.MKDIR:
             self.stats.folders_made += 1
             self.store.set_record(path, target, Record(gen, True))
@@ -388,12 +406,24 @@ class Executor:
         found = target.stat(action.path)
         if not found.ok:
             return found
+        if action.op is Op.MKDIR and found.value is not None and found.value.is_dir:
+            return Ok(found.value)  # made meanwhile (a rename creates its folders): done
         if not still_holds(found.value, action.expect):
             return Err("changed since the plan was made; it will be looked at again",
                        ErrorKind.CHANGED)
         if action.op is Op.DELETE:
             kept = target.rename(action.path, self._kept_name(action))
             return kept if not kept.ok else Ok(None)
+        if action.op is Op.RENAME:
+            assert action.from_path is not None
+            moving = target.stat(action.from_path)
+            if not moving.ok:
+                return moving
+            if not still_holds(moving.value, action.source_entry):
+                return Err(f"{action.from_path!r} changed since the plan was made; it will be "
+                           "looked at again", ErrorKind.CHANGED)
+            renamed = target.rename(action.from_path, action.path)
+            return renamed if not renamed.ok else Ok(renamed.value)
         if action.op is Op.RMDIR:
             removed = target.rmdir(action.path)
             # A folder someone removed meanwhile is what this action wanted anyway.

@@ -12,15 +12,17 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from filesync.model import Agreed, Entry, Listing, PathState, Record, parents_of
+from filesync.renames import Move, find_moves
 
 
 class Op(Enum):
     """What an action does; the value is the order actions run in (deletions first)."""
 
     DELETE = 0
-    RMDIR = 1
-    MKDIR = 2
-    COPY = 3
+    RENAME = 1
+    RMDIR = 2
+    MKDIR = 3
+    COPY = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +30,8 @@ class Action:
     """One change at one location.
 
     ``expect`` is what the plan assumed the target holds now; the executor re-checks it
-    before acting, so a file changed in the meantime is never clobbered.
+    before acting, so a file changed in the meantime is never clobbered. A ``RENAME``
+    moves the target's own file from ``from_path`` (holding ``source_entry``) to ``path``.
     """
 
     op: Op
@@ -38,6 +41,10 @@ class Action:
     source: str | None = None
     source_entry: Entry | None = None
     conflict: bool = False
+    from_path: str | None = None
+    #: For a rename: the moved file is the agreed content (not edited meanwhile there), so
+    #: the target counts as holding it. An edited one is looked at again (a new change).
+    keeps_record: bool = True
 
     def sort_key(self) -> tuple[int, int, str]:
         """Deletions, then folders removed deepest first, folders made, then copies."""
@@ -331,7 +338,13 @@ def plan(inputs: PlanInput) -> Plan:
         paths = set(inputs.paths)
     excluded = inputs.excluded
     empty = PathState()
-    for path in sorted(paths):
+    moved: set[str] = set()
+    for move in _moves(inputs, listings, paths):  # type: ignore[arg-type]
+        decisions = _plan_move(inputs, listings, move)  # type: ignore[arg-type]
+        if decisions:
+            result.decisions += decisions
+            moved.update((move.old, move.new))
+    for path in sorted(paths - moved):
         state = inputs.state.get(path, empty)
         present = [k for k in available if listings[k].sees(path)]  # type: ignore[union-attr]
         if len(present) < 2:
@@ -354,6 +367,59 @@ def plan(inputs: PlanInput) -> Plan:
             result.decisions.append(decision)
     _keep_needed_folders(result, listings)
     return result
+
+
+def _moves(inputs: PlanInput, listings: Mapping[str, Listing], paths: set[str]) -> list[Move]:
+    """The moves to replay elsewhere (with ``one_way``: only the source's)."""
+    moves = find_moves(list(listings), listings, paths, inputs.state)
+    if inputs.one_way:
+        moves = [move for move in moves if move.where == inputs.order[0]]
+    if inputs.excluded is not None:
+        moves = [move for move in moves if not inputs.excluded(move.old, False)
+                 and not inputs.excluded(move.new, False)]
+    return moves
+
+
+def _plan_move(inputs: PlanInput, listings: Mapping[str, Listing],
+               move: Move) -> list[Decision] | None:
+    """Rename the file in every other location (None: not clean, plan it path by path).
+
+    A location whose copy was edited meanwhile renames it too, so the edit ends under the
+    new name; it then counts as changed there and the next round settles who wins.
+    """
+    old_state = inputs.state[move.old]
+    agreed = old_state.agreed
+    assert agreed is not None
+    moved = listings[move.where].entries[move.new]
+    new_state = inputs.state.get(move.new)
+    gen = (new_state.agreed.gen if new_state is not None and new_state.agreed else 0) + 1
+    actions: list[Action] = []
+    for key, listing in listings.items():
+        if key == move.where or not (listing.sees(move.old) and listing.sees(move.new)):
+            continue
+        check = inputs.name_problems.get(key)
+        at_old = listing.entries.get(move.old)
+        if listing.entries.get(move.new) is not None or (check and check(move.new)):
+            return None
+        if at_old is None:
+            actions.append(Action(Op.COPY, move.new, key, None, move.where, moved))
+            continue
+        if at_old.is_dir:
+            return None
+        record = old_state.records.get(key)
+        unchanged = (record is not None and record.gen == agreed.gen
+                     and _matches(at_old, record, inputs.tolerance_ns[key]))
+        actions.append(Action(Op.RENAME, move.new, key, None, None, at_old,
+                              from_path=move.old, keeps_record=unchanged))
+    new = Decision(move.new, Agreed(gen, False, False, moved.size, moved.mtime_ns,
+                                    agreed.sha256),
+                   {move.where: record_of(moved, gen)}, actions)
+    # Records of the old path go where it is gone now; a renamer forgets its own on success.
+    forget = [key for key, listing in listings.items()
+              if key in old_state.records and listing.sees(move.old)
+              and move.old not in listing.entries]
+    old = Decision(move.old, Agreed(agreed.gen + 1, True, False), {}, [], forget)
+    return [new, old]
 
 
 def _holdable(inputs: PlanInput, result: Plan, path: str, present: list[str],
@@ -403,6 +469,8 @@ def _keep_needed_folders(result: Plan, listings: Mapping[str, Listing | None]) -
     survivors: dict[str, set[str]] = {}
     deleted = {(a.target, a.path) for d in result.decisions for a in d.actions
                if a.op in (Op.DELETE, Op.RMDIR)}
+    deleted.update((a.target, a.from_path) for d in result.decisions for a in d.actions
+                   if a.op is Op.RENAME and a.from_path is not None)
     for key, listing in listings.items():
         if listing is None:
             continue
@@ -412,7 +480,7 @@ def _keep_needed_folders(result: Plan, listings: Mapping[str, Listing | None]) -
                 folders.update(parents_of(path))
     for decision in result.decisions:
         for action in decision.actions:
-            if action.op in (Op.COPY, Op.MKDIR):
+            if action.op in (Op.COPY, Op.MKDIR, Op.RENAME):
                 survivors.setdefault(action.target, set()).update(parents_of(action.path))
     kept: set[str] = set()
     for decision, action in removals:

@@ -22,6 +22,8 @@ def print_plan(current: Plan, out: TextIO | None = None) -> None:
             print(f"copy {action.path}  {action.source} -> {action.target}", file=out)
         elif action.op is Op.MKDIR:
             print(f"mkdir {action.path}  in {action.target}", file=out)
+        elif action.op is Op.RENAME:
+            print(f"rename {action.from_path} -> {action.path}  in {action.target}", file=out)
         else:
             suffix = "/" if action.op is Op.RMDIR else ""
             print(f"delete {action.path}{suffix}  in {action.target}", file=out)
@@ -30,10 +32,10 @@ def print_plan(current: Plan, out: TextIO | None = None) -> None:
 
 def summary(stats: Stats) -> str:
     """One line for the log: what a run did."""
-    return (f"{stats.copied} copied, {stats.deleted} deleted, {stats.folders_made} folders "
-            f"made, {stats.folders_removed} folders removed, {stats.conflicts} conflicts, "
-            f"{stats.errors} errors, {stats.skipped} skipped, {size(stats.bytes_moved)} "
-            f"moved, {stats.versions_kept} old versions kept")
+    return (f"{stats.copied} copied, {stats.renamed} renamed, {stats.deleted} deleted, "
+            f"{stats.folders_made} folders made, {stats.folders_removed} folders removed, "
+            f"{stats.conflicts} conflicts, {stats.errors} errors, {stats.skipped} skipped, "
+            f"{size(stats.bytes_moved)} moved, {stats.versions_kept} old versions kept")
 
 
 def size(count: int) -> str:

@@ -119,7 +119,7 @@ def test_sigterm_stops_cleanly_with_a_summary(tmp_path, watching):
     assert run.stop() == 0
     log = run.output()
     assert "stopping" in log
-    assert re.search(r"summary: 1 copied, 0 deleted", log), log
+    assert re.search(r"summary: 1 copied, 0 renamed, 0 deleted", log), log
     assert not list(Path(b).glob(".filesync-*.tmp"))
 
 
