@@ -198,7 +198,8 @@ def _options(args: argparse.Namespace) -> Result[Options]:
                       conflict=args.conflict,
                       keep_versions=args.keep_versions, keep_days=args.keep_days,
                       max_delete=args.max_delete, force=args.force,
-                      lease_ttl=args.lease_ttl, poll=args.poll, rescan=args.rescan))
+                      lease_ttl=args.lease_ttl, poll=args.poll, rescan=args.rescan,
+                      watching=not (args.once or args.dry_run)))
 
 
 def _open_all(texts: Sequence[str], settings: Settings) -> Result[list[Location]]:

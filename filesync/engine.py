@@ -14,7 +14,7 @@ from filesync.concurrency import Concurrency, parallel_map
 from filesync.eventwatch import DEFAULT_RESCAN, make_watcher
 from filesync.excludes import Excludes
 from filesync.executor import Executor, Stats
-from filesync.guards import DeleteGuard, adopt_markers
+from filesync.guards import DeleteGuard, PausedDeletions, adopt_markers
 from filesync.hubs import Hubs
 from filesync.lease import DEFAULT_TTL
 from filesync.locations.base import Location
@@ -49,6 +49,8 @@ class Options:
     force: bool = False
     #: How long a hub lease lasts without renewal (seconds); see ``filesync.lease``.
     lease_ttl: float = DEFAULT_TTL
+    #: The run goes on watching after its first round (the guard then pauses, not stops).
+    watching: bool = False
     #: Watch folders by polling too, never by OS events (``--poll``).
     poll: bool = False
     #: With OS events, list every location in full this often anyway (seconds).
@@ -95,6 +97,8 @@ class Engine:
         #: Set when the mass-delete guard stopped the run (the exit status is then 1).
         self.refused = False
         self.guard = DeleteGuard(options.max_delete)
+        #: Deletions the guard held back in watch mode (see ``PausedDeletions``).
+        self.paused = PausedDeletions()
         #: Watch mode's watchers by location, told about our own writes (no echo).
         self._watchers: dict[str, Watcher] = {}
         #: Our writes before the watchers started: folded into their first baseline.
@@ -246,11 +250,18 @@ class Engine:
         if self.options.dry_run:
             return report  # the command line prints the plan
         if not self.options.force:
+            self.paused.hold(current_plan, paths)
             refusals = self.guard.problems(current_plan, self.store.file_counts(),
                                            time.monotonic(), _file_counts(listings))
             for refusal in refusals:
                 log.error("%s", refusal)
-            if refusals:
+            if refusals and self.options.watching:
+                held = self.paused.pause(current_plan)
+                log.warning("watch mode goes on: the deletion of %d paths is paused (they "
+                            "are kept where they still are) and everything else is synced. "
+                            "To apply it, stop watching and run once with --once --force; "
+                            "putting the files back undoes it", held)
+            elif refusals:
                 report.refused = self.refused = True
                 self.stop.set()
                 return report

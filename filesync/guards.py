@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from filesync.locations.base import Location
 from filesync.model import MARKER
-from filesync.planner import Op, Plan
+from filesync.planner import Decision, Op, Plan
 from filesync.state import StateStore
 
 log = logging.getLogger("filesync")
@@ -122,3 +122,40 @@ def _deletions(plan: Plan) -> dict[str, int]:
         if action.op is Op.DELETE:
             deletions[action.target] = deletions.get(action.target, 0) + 1
     return deletions
+
+
+def _deletes(decision: Decision) -> bool:
+    return any(action.op in (Op.DELETE, Op.RMDIR) for action in decision.actions)
+
+
+class PausedDeletions:
+    """Watch mode's answer to the mass-delete guard: hold those deletions, sync the rest.
+
+    The held paths stay everywhere they still are; a later run with ``--force`` applies
+    them, and a path that stops being a deletion (its file is back) is released.
+    """
+
+    def __init__(self) -> None:
+        self.paths: set[str] = set()
+
+    def hold(self, plan: Plan, scope: Iterable[str] | None) -> None:
+        """Take the already paused deletions out of ``plan``; release what came back.
+
+        ``scope``: the paths the round looked at (None: every path).
+        """
+        looked_at = self.paths if scope is None else self.paths & set(scope)
+        deleting = {decision.path for decision in plan.decisions if _deletes(decision)}
+        for path in sorted(looked_at - deleting):
+            self.paths.discard(path)
+            log.info("%s is no longer a paused deletion (it is back, or was deleted "
+                     "everywhere)", path)
+        plan.decisions = [decision for decision in plan.decisions
+                          if decision.path not in self.paths]
+
+    def pause(self, plan: Plan) -> int:
+        """Take every deletion out of ``plan`` and hold it; how many paths were held."""
+        held = {decision.path for decision in plan.decisions if _deletes(decision)}
+        self.paths |= held
+        plan.decisions = [decision for decision in plan.decisions
+                          if decision.path not in held]
+        return len(held)

@@ -7,7 +7,7 @@ import shutil
 import time
 from pathlib import Path
 
-from tests.conftest import tree, wait_for, write
+from tests.conftest import run_main, tree, wait_for, write
 
 
 def _actions(log: str) -> list[str]:
@@ -133,14 +133,22 @@ def test_an_emptied_mount_point_is_unavailable_in_watch_mode(tmp_path, watching)
     assert run.stop() == 0
 
 
-def test_a_mass_deletion_stops_watch_mode(tmp_path, watching):
+def test_a_mass_deletion_is_paused_while_watch_mode_keeps_syncing(tmp_path, watching):
     a, b, run = synced_pair(tmp_path, watching, {f"f{i:02}.txt": str(i) for i in range(12)})
     for i in range(12):
         (a / f"f{i:02}.txt").unlink()
-    wait_for(lambda: run.process.poll() is not None, message="the guard stopping the run")
-    assert run.stop() == 1
+    run.wait_output("deletion of 12 paths is paused")
     assert "refusing to delete 12 of 12 files" in run.output()
-    assert len(tree(b)) == 12
+    write(a / "new.txt", "synced despite the pause")
+    wait_for(lambda: (b / "new.txt").exists(), message="other changes to go on")
+    assert len(tree(b)) == 13 and run.process.poll() is None
+    write(a / "f00.txt", "0")  # put back: no longer a deletion
+    run.wait_output("f00.txt is no longer a paused deletion")
+    assert run.output().count("refusing to delete") == 1  # told once
+    assert run.stop() == 0
+    state = str(tmp_path / "watch-state.sqlite")
+    assert run_main("--once", "--force", "--state", state, f"folder:{a}", f"folder:{b}") == 0
+    assert tree(b) == tree(a) == {"f00.txt": "0", "new.txt": "synced despite the pause"}
 
 
 def test_a_mass_deletion_in_several_batches_is_judged_as_one(tmp_path, watching):
@@ -150,11 +158,11 @@ def test_a_mass_deletion_in_several_batches_is_judged_as_one(tmp_path, watching)
     wait_for(lambda: len(tree(b)) == 6, message="the first six deletions")
     for i in range(6, 12):
         (a / f"f{i:02}.txt").unlink()
-    wait_for(lambda: run.process.poll() is not None, message="the guard stopping the run")
-    assert run.stop() == 1
+    run.wait_output("is paused")
     assert "refusing to delete 12 of 12 files (100%, 6 of them in the last minute)" \
         in run.output()
     assert len(tree(b)) == 6
+    assert run.stop() == 0
 
 
 def test_our_own_writes_are_not_reported_back(tmp_path, watching):
