@@ -8,9 +8,10 @@ Builds 10,000 small files in 1,000 folders in a fresh temporary folder A, then r
 
 1. latency: a file written in A, timed until it is complete in B (``--samples`` times,
    p50 and p90), with file events and again with ``--poll``;
-2. idle cost (once start-up is over): the watch process's CPU time (utime + stime from ``/proc/PID/stat``) over
-   ``--idle`` seconds with nothing changing, with events and with ``--poll``, and with
-   events on 100,000 files in 10,000 folders (``--skip-100k`` leaves that tree out).
+2. idle cost, once start-up is over: the watch process's CPU time (utime + stime from
+   ``/proc/PID/stat``) over ``--idle`` seconds with nothing changing, with events and
+   with ``--poll``, and with events on 100,000 files in 10,000 folders (``--skip-100k``
+   leaves that tree out).
 
 Prints a table against the issue's targets; exits 0 when every target is met, 1 when one
 is not, 2 when the benchmark itself failed. Everything it creates is removed at the end.
