@@ -27,8 +27,11 @@ from filesync.watcher import EventKind, Watcher, WatchEvent
 
 log = logging.getLogger("filesync")
 
-#: After the first event of a batch, wait this long for more before planning.
+#: After the first event of a batch, wait at most this long for more before planning.
 BATCH_WINDOW = 0.2
+#: A batch also ends when no event came for this long: watchers put a whole pass (both
+#: names of a move included) into the queue at once.
+BATCH_LULL = 0.03
 #: Another engine's temporary file untouched this long (seconds) is taken as abandoned.
 FOREIGN_TEMP_AGE = 24 * 3600.0
 
@@ -474,7 +477,7 @@ def _drain(events: queue.Queue[WatchEvent], stop: threading.Event) -> list[Watch
         if remaining <= 0:
             break
         try:
-            batch.append(events.get(timeout=remaining))
+            batch.append(events.get(timeout=min(remaining, BATCH_LULL)))
         except queue.Empty:
             break
     while True:

@@ -7,6 +7,8 @@ import shutil
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import run_main, tree, wait_for, write
 
 
@@ -123,11 +125,17 @@ def test_sigterm_stops_cleanly_with_a_summary(tmp_path, watching):
     assert not list(Path(b).glob(".filesync-*.tmp"))
 
 
-def test_an_emptied_mount_point_is_unavailable_in_watch_mode(tmp_path, watching):
-    a, b, run = synced_pair(tmp_path, watching, {f"f{i}.txt": str(i) for i in range(3)})
+@pytest.mark.parametrize(("options", "reason"), [((), "was deleted"),
+                                                 (("--poll",), "lost its marker")])
+def test_an_emptied_mount_point_is_unavailable_in_watch_mode(tmp_path, watching, options,
+                                                             reason):
+    a, b, run = synced_pair(tmp_path, watching, {f"f{i}.txt": str(i) for i in range(3)},
+                            *options)
     shutil.rmtree(b)  # the disk is unmounted: its mount point is an empty folder
     b.mkdir()
-    run.wait_output("lost its marker")
+    run.wait_output("is unavailable")
+    # File events see the folder go; a poll finds the empty one without its marker.
+    assert reason in run.output()
     time.sleep(1.0)  # five more scans: still nothing may be deleted in a
     assert tree(a) == {f"f{i}.txt": str(i) for i in range(3)}
     assert run.stop() == 0
