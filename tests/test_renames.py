@@ -6,6 +6,8 @@ import os
 import zipfile
 from pathlib import Path
 
+import pytest
+
 from filesync.guards import DeleteGuard
 from filesync.model import Agreed, Entry, Listing, PathState, Record
 from filesync.planner import Op, PlanInput, plan
@@ -175,13 +177,14 @@ def test_a_rename_concurrent_with_an_edit_keeps_the_edit_under_the_new_name(
     assert kept == ["original"]  # nothing lost
 
 
-def test_watch_mode_replays_a_move_as_a_rename(tmp_path: Path):
+@pytest.mark.parametrize("options", [(), ("--poll",)], ids=["file events", "polling"])
+def test_watch_mode_replays_a_move_as_a_rename(tmp_path: Path, options: tuple[str, ...]):
     a, b = tmp_path / "a", tmp_path / "b"
     _album(a, 6)
     state = str(tmp_path / "watch-state.sqlite")
     assert run_main("--once", "--state", state, f"folder:{a}", f"folder:{b}") == 0
     before = _inodes(b)
-    watching = Watching(tmp_path, "--poll", f"folder:{a}", f"folder:{b}", interval=0.2)
+    watching = Watching(tmp_path, *options, f"folder:{a}", f"folder:{b}", interval=0.2)
     try:
         watching.wait_output("watching")
         (a / "photos" / "2023").rename(a / "photos" / "moved")
