@@ -16,9 +16,9 @@ from filesync.excludes import Excludes
 from filesync.executor import Executor, Stats
 from filesync.guards import DeleteGuard, PausedDeletions, adopt_markers
 from filesync.hubs import Hubs
-from filesync.lease import DEFAULT_TTL
+from filesync.lease import DEFAULT_TTL, LEASE_DIR
 from filesync.locations.base import Location
-from filesync.model import TEMP_NAME, Entry, Listing
+from filesync.model import RESERVED_DIR, TEMP_NAME, Entry, Listing
 from filesync.planner import Plan, PlanInput, plan
 from filesync.result import Err, ErrorKind, Result
 from filesync.state import StateStore
@@ -121,7 +121,28 @@ class Engine:
                            if key not in self.hubs.unleased],
                           self.store, self.options.force, self.options.dry_run)
             if not self.options.dry_run:
-                self.prune([key for key in self.order if key not in self.hubs.unleased])
+                kept = [key for key in self.order if key not in self.hubs.unleased]
+                self.prune(kept)
+                self._remove_reserved_temps(kept)
+
+    def _remove_reserved_temps(self, keys: Iterable[str]) -> None:
+        """Delete our own temporary files a killed run left in ``.filesync/``.
+
+        Round listings never look there; a run killed while writing the journal, the
+        lease's holder file or the marker leaves its temporary file there.
+        """
+        for key in keys:
+            location = self.locations[key]
+            found = location.scan(lambda path: path not in (RESERVED_DIR, LEASE_DIR))
+            if not found.ok:
+                continue
+            for temp in found.value.temps:
+                match = TEMP_NAME.match(temp.rpartition("/")[2])
+                if (temp.startswith(RESERVED_DIR + "/") and match is not None
+                        and match["owner"] == location.owner):
+                    removed = location.delete(temp)
+                    if not removed.ok:
+                        log.warning("%s", removed.message)
 
     def prune(self, keys: Iterable[str]) -> None:
         """Apply the retention rules to these locations, each in a batch of its own."""

@@ -79,3 +79,26 @@ def test_ctrl_c_mid_copy_stops_cleanly(tmp_path):
     assert len(copied) < 4
     for path in copied:
         assert digest(path) == expected[path.name]
+
+
+def test_our_temporary_files_left_in_the_reserved_folder_are_removed_at_start(tmp_path):
+    """A run killed while writing the journal, the lease holder or the marker leaves its
+    temporary file in ``.filesync/``, where round listings never look."""
+    import sqlite3
+
+    from tests.conftest import run_main, write
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    write(a / "f.txt", "x")
+    state = tmp_path / "state.sqlite"
+    assert run_main("--once", "--state", str(state), f"folder:{a}", f"folder:{b}") == 0
+    with sqlite3.connect(state) as db:
+        owner = db.execute("SELECT value FROM meta WHERE key='owner'").fetchone()[0]
+    ours = b / ".filesync" / f".filesync-{owner}-0123456789ab.tmp"
+    ours_in_lease = b / ".filesync" / "lease" / f".filesync-{owner}-0123456789ac.tmp"
+    theirs = b / ".filesync" / ".filesync-0badc0de-0123456789ab.tmp"
+    for path in (ours, ours_in_lease, theirs):
+        write(path, "half written")
+    assert run_main("--once", "--state", str(state), f"folder:{a}", f"folder:{b}") == 0
+    assert not ours.exists() and not ours_in_lease.exists()
+    assert theirs.read_text() == "half written"  # another run's may be in flight

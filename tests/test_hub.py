@@ -199,7 +199,8 @@ def test_a_machine_killed_mid_upload_loses_nothing_and_others_take_its_lease(
     def uploading() -> bool:
         if s3:
             return bool(hub.uploads())
-        return any(".filesync-" in name and name.endswith(".tmp") for name in hub.files())
+        return any(name.startswith(".filesync-") and name.endswith(".tmp")
+                   for name in hub.files())  # big.bin's, at the top (not the journal's)
 
     wait_for(uploading, 60, "an upload to be under way")
     m1.stop(signal.SIGKILL)
