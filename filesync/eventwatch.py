@@ -328,6 +328,10 @@ class EventWatcher(Watcher):
         if table is not None:
             table.close()
 
+    def _forget_work(self) -> None:
+        """Under the lock: pending paths, move halves and touches are stale after an outage."""
+        self._forget_pending()
+
     def _forget_pending(self) -> None:
         self._pending.clear()
         self._groups.clear()
@@ -358,27 +362,12 @@ class EventWatcher(Watcher):
         if self.polling:
             super().scan_once()
             return
-        listed = self.location.list(self.excludes)
-        key = self.location.key
-        if not listed.ok:
-            with self._lock:
-                was, self._available = self._available, False
-                self._forget_pending()
-            if was:
-                self.events.put(WatchEvent(key, EventKind.UNAVAILABLE, message=listed.message))
+        listing = self._fresh_listing()
+        if listing is None:
             return
-        listing = listed.value
-        for warning in listing.warnings:
-            if warning not in self._warned:
-                self._warned.add(warning)
-                log.warning("%s", warning)
         current = listing.entries
         with self._lock:
-            if not self._available:
-                self._available = True
-                self._previous, self._reported = dict(current), dict(current)
-                self._forget_pending()
-                self.events.put(WatchEvent(key, EventKind.AVAILABLE))
+            if self._came_back(current):
                 return
             reported, previous = self._reported, self._previous
             paths = {path for path, entry in current.items()

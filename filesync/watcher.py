@@ -11,7 +11,7 @@ from enum import Enum
 
 from filesync.excludes import Excludes
 from filesync.locations.base import Location
-from filesync.model import Entry
+from filesync.model import Entry, Listing
 
 log = logging.getLogger("filesync")
 
@@ -94,26 +94,45 @@ class Watcher(threading.Thread):
             self._revisit.add(path)
             return False
 
-    def scan_once(self) -> None:
-        """One scan: diff against the previous one and queue what has settled."""
+    def _fresh_listing(self) -> Listing | None:
+        """List the location, logging new warnings; None (an outage reported once) on failure."""
         listed = self.location.list(self.excludes)
-        key = self.location.key
         if not listed.ok:
-            if self._available:
-                self._available = False
-                self.events.put(WatchEvent(key, EventKind.UNAVAILABLE, message=listed.message))
-            return
-        listing = listed.value
-        for warning in listing.warnings:
+            with self._lock:
+                was, self._available = self._available, False
+                self._forget_work()
+            if was:
+                self.events.put(WatchEvent(self.location.key, EventKind.UNAVAILABLE,
+                                           message=listed.message))
+            return None
+        for warning in listed.value.warnings:
             if warning not in self._warned:
                 self._warned.add(warning)
                 log.warning("%s", warning)
+        return listed.value
+
+    def _came_back(self, current: dict[str, Entry]) -> bool:
+        """Under the lock: after an outage, start again from ``current`` and report it."""
+        if self._available:
+            return False
+        self._available = True
+        self._previous, self._reported = dict(current), dict(current)
+        self._forget_work()
+        self.events.put(WatchEvent(self.location.key, EventKind.AVAILABLE))
+        return True
+
+    def _forget_work(self) -> None:
+        """Under the lock: drop work in progress that an outage made stale (none here)."""
+
+    def scan_once(self) -> None:
+        """One scan: diff against the previous one and queue what has settled."""
+        listing = self._fresh_listing()
+        if listing is None:
+            return
+        key = self.location.key
         current = listing.entries
         with self._lock:
-            if not self._available:
-                self._available = True
-                self._previous, self._reported = current, dict(current)
-                self.events.put(WatchEvent(key, EventKind.AVAILABLE))
+            if self._came_back(current):
                 return
             previous, reported = self._previous, self._reported
             for path in _differences(reported, current) + sorted(self._revisit):
