@@ -281,6 +281,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         setup_logging(0, None)
         return restore.run(argv[1:], Settings(interactive=sys.stdin.isatty()))
+    if argv[:1] == ["check"]:
+        from filesync import check  # noqa: PLC0415 - a sync run does not need it
+
+        setup_logging(0, None)
+        return check.run(argv[1:], Settings(interactive=sys.stdin.isatty()))
     try:
         args = build_parser().parse_intermixed_args(argv)
     except SystemExit as exc:  # --help, --version, or a bad argument (already explained)
