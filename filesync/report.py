@@ -31,11 +31,18 @@ def print_plan(current: Plan, out: TextIO | None = None) -> None:
 
 
 def summary(stats: Stats) -> str:
-    """One line for the log: what a run did."""
+    """One line for the log: what a run did ("1 conflict", "2 conflicts")."""
     return (f"{stats.copied} copied, {stats.renamed} renamed, {stats.deleted} deleted, "
-            f"{stats.folders_made} folders made, {stats.folders_removed} folders removed, "
-            f"{stats.conflicts} conflicts, {stats.errors} errors, {stats.skipped} skipped, "
-            f"{size(stats.bytes_moved)} moved, {stats.versions_kept} old versions kept")
+            f"{counted(stats.folders_made, 'folder')} made, "
+            f"{counted(stats.folders_removed, 'folder')} removed, "
+            f"{counted(stats.conflicts, 'conflict')}, {counted(stats.errors, 'error')}, "
+            f"{stats.skipped} skipped, {size(stats.bytes_moved)} moved, "
+            f"{counted(stats.versions_kept, 'old version')} kept")
+
+
+def counted(count: int, noun: str) -> str:
+    """``count`` and ``noun``, in the plural unless the count is one."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def size(count: int) -> str:

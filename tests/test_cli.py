@@ -171,3 +171,15 @@ def test_main_starts_in_isolated_mode(tmp_path):
                             text=True, timeout=30, cwd=tmp_path, check=False)
     assert result.returncode == 0, result.stderr
     assert "filesync" in result.stdout
+
+
+def test_the_summary_says_one_conflict_not_one_conflicts():
+    from filesync.executor import Stats
+    from filesync.report import summary
+
+    one = summary(Stats(copied=1, conflicts=1, errors=1, folders_made=1, folders_removed=1,
+                        versions_kept=1))
+    assert "1 conflict," in one and "1 error," in one and "1 folder made" in one
+    assert "1 folder removed" in one and "1 old version kept" in one
+    many = summary(Stats(conflicts=2, errors=0, versions_kept=3))
+    assert "2 conflicts," in many and "0 errors," in many and "3 old versions kept" in many
