@@ -15,10 +15,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TextIO
 
+from filesync.cli_input import open_each
 from filesync.concurrency import parallel_map
 from filesync.excludes import build_excludes, read_list_file
-from filesync.locations import Location, Settings, open_location, parse_location
-from filesync.locations.spec import mask_secrets
+from filesync.locations import Location, Settings
 from filesync.model import Entry
 from filesync.result import Result
 
@@ -71,15 +71,12 @@ def run(argv: Sequence[str], settings: Settings, out: TextIO | None = None) -> i
     if len(texts) < 2:
         log.error("check needs at least two locations, %d given", len(texts))
         return 2
-    locations: list[Location] = []
+    opened = open_each(texts, settings)
+    if not opened.ok:
+        log.error("%s", opened.message)
+        return 2
+    locations = opened.value
     try:
-        for text in texts:
-            parsed = parse_location(text)
-            opened = open_location(parsed.value, settings) if parsed.ok else parsed
-            if not opened.ok:
-                log.error("invalid location %r: %s", mask_secrets(text), opened.message)
-                return 2
-            locations.append(opened.value)
         listings: dict[str, dict[str, Entry]] = {}
         for location in locations:
             scanned = location.list(excludes.value)

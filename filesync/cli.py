@@ -17,12 +17,12 @@ from pathlib import Path
 from types import FrameType
 
 from filesync import __version__
-from filesync.cli_input import check_group, prompt_locations
+from filesync.activity import Activity, LocationView
+from filesync.cli_input import check_group, open_each, prompt_locations
 from filesync.concurrency import Concurrency
 from filesync.engine import Engine, Options
 from filesync.excludes import build_excludes, read_list_file
-from filesync.locations import Location, Settings, open_location, parse_location
-from filesync.locations.spec import mask_secrets
+from filesync.locations import Location, Settings
 from filesync.logsetup import setup_logging
 from filesync.report import print_plan, summary
 from filesync.result import Err, ErrorKind, Ok, Result
@@ -31,6 +31,8 @@ from filesync.state import StateStore, cache_path, default_state_path, failure_m
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 #: Ctrl+C at the location prompt, before anything was synced (128 + SIGINT, as shells do).
 EXIT_INTERRUPTED = 130
+#: How long a run waits for the sync lock before saying another run holds it (seconds).
+LOCK_PATIENCE = 1.0
 
 log = logging.getLogger("filesync")
 
@@ -156,13 +158,39 @@ def _state_lock(state_path: Path) -> Iterator[Result[None]]:
         yield Err(f"cannot create lock file {lock_path}: {exc.strerror or exc}")
         return
     with handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            yield Err(f"another filesync run is syncing these locations (lock {lock_path}); "
-                      "stop it first")
-            return
+        # A moment's patience: ``status`` peeks at the lock (see ``lock_held``).
+        deadline = time.monotonic() + LOCK_PATIENCE
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError:
+                if time.monotonic() >= deadline:
+                    yield Err(f"another filesync run is syncing these locations (lock "
+                              f"{lock_path}); stop it first")
+                    return
+                time.sleep(0.05)
         yield Ok(None)
+
+
+def lock_held(state_path: Path) -> bool | None:
+    """Whether a run holds the sync lock of this state file now (None: cannot tell)."""
+    try:
+        import fcntl  # noqa: PLC0415 - POSIX only, so imported where it is used
+    except ImportError:
+        return None
+    try:
+        with open(state_path.with_name(state_path.name + ".lock"), "rb") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except OSError:
+                return True
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            return False
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return None
 
 
 def _install_signal_handlers(stop: threading.Event) -> None:
@@ -206,18 +234,7 @@ def _open_all(texts: Sequence[str], settings: Settings) -> Result[list[Location]
     """Parse and open the given location strings (the prompt does it entry by entry)."""
     if not texts:
         return Ok(prompt_locations(input, sys.stdout, settings))
-    locations: list[Location] = []
-    for text in texts:
-        parsed = parse_location(text)
-        opened = parsed if not parsed.ok else open_location(parsed.value, settings)
-        if not opened.ok:
-            for location in locations:
-                location.close()
-            if not parsed.ok:
-                return Err(f"invalid location {mask_secrets(text)!r}: {parsed.message}")
-            return opened
-        locations.append(opened.value)
-    return Ok(locations)
+    return open_each(texts, settings)
 
 
 def _check_all(locations: Sequence[Location], options: Options, once: bool) -> Result[None]:
@@ -281,6 +298,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         setup_logging(0, None)
         return restore.run(argv[1:], Settings(interactive=sys.stdin.isatty()))
+    if argv[:1] == ["status"]:
+        from filesync import status  # noqa: PLC0415 - a sync run does not need it
+
+        setup_logging(-1, None)
+        return status.run(argv[1:], Settings(interactive=sys.stdin.isatty()))
     if argv[:1] == ["check"]:
         from filesync import check  # noqa: PLC0415 - a sync run does not need it
 
@@ -325,6 +347,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             location.close()
 
 
+def settings_of(options: Options) -> dict[str, object]:
+    """The options ``status`` needs to plan as a running engine does (kept in its run file)."""
+    return {"excludes": list(options.excludes.patterns), "one_way": options.one_way,
+            "conflict": options.conflict}
+
+
 def _run(locations: list[Location], options: Options, state_path: Path, once: bool) -> int:
     opened = StateStore.open(state_path, [loc.key for loc in locations])
     if not opened.ok:
@@ -354,17 +382,24 @@ def _run(locations: list[Location], options: Options, state_path: Path, once: bo
     _install_signal_handlers(stop)
     started = time.monotonic()
     engine: Engine | None = None
+    activity = Activity(state_path, [LocationView(loc.key, loc.display, loc.kind)
+                                     for loc in locations], "once" if once else "watch",
+                        settings_of(options))
+    saving = contextlib.nullcontext() if options.dry_run else activity.saving()
     try:
-        engine = Engine(locations, store, options, stop)
-        engine.start()
-        report = engine.run_round()
-        if options.dry_run:
-            print_plan(report.plan)
-        if not once and not stop.is_set():
-            engine.watch(report)
+        with saving:
+            engine = Engine(locations, store, options, stop, activity)
+            engine.start()
+            report = engine.run_round()
+            if options.dry_run:
+                print_plan(report.plan)
+            if not once and not stop.is_set():
+                engine.watch(report)
     except sqlite3.Error as exc:
         # Watchers are joined by then (watch() stops them on the way out).
         log.error("%s", failure_message(state_path, exc))
+        if engine is not None:
+            engine.stats.errors += 1
         return EXIT_FAILED
     finally:
         with contextlib.suppress(sqlite3.Error):

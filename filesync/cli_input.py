@@ -8,10 +8,26 @@ from collections.abc import Callable, Sequence
 from typing import IO
 
 from filesync.locations import Location, Settings, open_location, parse_location
-from filesync.locations.spec import FtpSpec, S3Spec
+from filesync.locations.spec import FtpSpec, S3Spec, mask_secrets
 from filesync.result import Err, Ok, Result
 
 PROMPT = "Enter path (folder:/zip:/ftp: or [end]): "
+
+
+def open_each(texts: Sequence[str], settings: Settings) -> Result[list[Location]]:
+    """Parse and open location strings; after a failure, the ones opened are closed."""
+    locations: list[Location] = []
+    for text in texts:
+        parsed = parse_location(text)
+        opened = parsed if not parsed.ok else open_location(parsed.value, settings)
+        if not opened.ok:
+            for location in locations:
+                location.close()
+            if not parsed.ok:
+                return Err(f"invalid location {mask_secrets(text)!r}: {parsed.message}")
+            return opened
+        locations.append(opened.value)
+    return Ok(locations)
 
 
 def _place(location: Location) -> tuple[tuple[object, ...], str, bool] | None:

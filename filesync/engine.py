@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import queue
 import re
@@ -10,6 +11,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from filesync.activity import Activity, LocationView, action_view
 from filesync.concurrency import Concurrency, parallel_map
 from filesync.eventwatch import DEFAULT_RESCAN, make_watcher
 from filesync.excludes import Excludes
@@ -20,9 +22,10 @@ from filesync.lease import DEFAULT_TTL, LEASE_DIR
 from filesync.locations.base import Location
 from filesync.model import RESERVED_DIR, TEMP_NAME, Entry, Listing
 from filesync.planner import Plan, PlanInput, plan
+from filesync.report import brief, difference
 from filesync.result import Err, ErrorKind, Result
 from filesync.state import StateStore
-from filesync.versions import version_path
+from filesync.versions import list_versions, version_path
 from filesync.watcher import EventKind, Watcher, WatchEvent
 
 log = logging.getLogger("filesync")
@@ -87,7 +90,7 @@ class Engine:
     """Keeps a list of locations identical; owns the watcher threads it starts."""
 
     def __init__(self, locations: Sequence[Location], store: StateStore, options: Options,
-                 stop: threading.Event) -> None:
+                 stop: threading.Event, activity: Activity | None = None) -> None:
         self.locations = {loc.key: loc for loc in locations}
         self.order = [loc.key for loc in locations]
         owner = store.owner_id()
@@ -112,6 +115,15 @@ class Engine:
                                  retention=(options.keep_versions, options.keep_days))
         self._tolerance = {loc.key: loc.capabilities.mtime_tolerance_ns for loc in locations}
         self.hubs = Hubs(self.locations, store, owner, options.lease_ttl, stop)
+        #: What status, the dashboard and the API see of this run.
+        self.activity = activity or Activity(
+            store.path, [LocationView(loc.key, loc.display, loc.kind) for loc in locations],
+            "watch" if options.watching else "once")
+        #: Locations found out of reach at some point, and the problems reported (counted
+        #: once each in the summary, however many rounds meet them).
+        self._unreachable: set[str] = set()
+        self._problems: set[str] = set()
+        self._depth = 0
 
     def start(self) -> None:
         """Check markers and prune old versions: the work before the first round."""
@@ -124,6 +136,18 @@ class Engine:
                 kept = [key for key in self.order if key not in self.hubs.unleased]
                 self.prune(kept)
                 self._remove_reserved_temps(kept)
+                self.count_versions(kept)
+
+    def count_versions(self, keys: Iterable[str]) -> None:
+        """Tell the activity how many old versions these locations keep (and their bytes)."""
+        for key in keys:
+            found = list_versions(self.locations[key])
+            if found.ok:
+                self.activity.versions(key, len(found.value),
+                                       sum(version.size for version in found.value))
+            else:
+                log.debug("cannot count the kept versions of %s: %s",
+                          self.locations[key].display, found.message)
 
     def _remove_reserved_temps(self, keys: Iterable[str]) -> None:
         """Delete our own temporary files a killed run left in ``.filesync/``.
@@ -173,6 +197,7 @@ class Engine:
             result = listed
             if location.key in self.hubs.unleased:
                 result = Err(self.hubs.unleased[location.key], ErrorKind.UNAVAILABLE)
+            self._reachable(location.key, result)
             if result.ok:
                 listings[location.key] = result.value
                 for warning in result.value.warnings:
@@ -185,6 +210,16 @@ class Engine:
                 log.error("%s is unavailable this round (nothing is deleted because of "
                           "it): %s", location.display, result.message)
         return listings
+
+    def _reachable(self, key: str, result: Result[object]) -> None:
+        """Record whether a location answered (for the summary and status)."""
+        if result.ok:
+            self.activity.availability(key, True)
+            return
+        self.activity.availability(key, False, result.message)
+        if key not in self._unreachable:
+            self._unreachable.add(key)
+            self.stats.unavailable += 1
 
     def _remove_stale_temps(self, listings: dict[str, Listing | None]) -> None:
         """Clean up temporary files a killed run left behind (never user files).
@@ -241,6 +276,9 @@ class Engine:
             result = plan(inputs)
         for problem in result.problems:
             log.error("%s", problem)
+            if not problem.startswith("conflict ") and problem not in self._problems:
+                self._problems.add(problem)
+                self.stats.errors += 1
         return result
 
     def run_round(self, paths: Iterable[str] | None = None,
@@ -249,8 +287,39 @@ class Engine:
 
         Shared remote locations are held under their leases for the whole round.
         """
-        with self.hubs.round(not self.options.dry_run):
-            return self._round(paths, listings)
+        before, started = dataclasses.replace(self.stats), time.monotonic()
+        self._depth += 1
+        try:
+            with self.hubs.round(not self.options.dry_run):
+                report = self._round(paths, listings)
+        finally:
+            self._depth -= 1
+        if self._depth == 0 and not self.options.dry_run:
+            self._round_done(report, difference(self.stats, before),
+                             time.monotonic() - started)
+        return report
+
+    def _round_done(self, report: RoundReport, done: Stats, seconds: float) -> None:
+        """Tell the activity (and, in watch mode, the log) what a round did."""
+        conflicts = self.store.conflicts()
+        self.stats.unresolved = done.unresolved = sum(manual for _, _, manual in conflicts)
+        self.activity.conflicts([
+            {"path": path, "locations": keys,
+             "detail": "changed in several locations; left alone until you change or delete "
+                       "one of the copies" if manual else
+                       "the losing edit, kept by --conflict keep-both; merge it, then delete "
+                       "it"} for path, keys, manual in conflicts])
+        if report.refused:
+            result = "refused"
+        elif report.interrupted:
+            result = "interrupted"
+        else:
+            result = "ok" if report.identical else "failed"
+        self.activity.round_finished(result, done, brief(done))
+        if self.executor.versioned:
+            self.count_versions(sorted(self.executor.versioned))
+        if self.options.watching and brief(done) != "nothing to do":
+            log.info("round: %s in %.1f s", brief(done), seconds)
 
     def _round(self, paths: Iterable[str] | None,
                listings: dict[str, Listing | None] | None) -> RoundReport:
@@ -279,6 +348,7 @@ class Engine:
                                            time.monotonic(), _file_counts(listings))
             for refusal in refusals:
                 log.error("%s", refusal)
+            self.stats.refusals += bool(refusals)
             if refusals and self.options.watching:
                 held = self.paused.pause(current_plan)
                 log.warning("watch mode goes on: the deletion of %d paths is paused (they "
@@ -289,10 +359,16 @@ class Engine:
                 report.refused = self.refused = True
                 self.stop.set()
                 return report
+        self.activity.paused(self.paused.where)
         copies_before = self.stats.conflict_copies
         self.guard.record(current_plan, time.monotonic())
         self.hubs.intend(current_plan)
+        actions = current_plan.actions()
+        self.activity.pending([action_view(action) for action in actions])
         outcome = self.executor.apply(current_plan)
+        failed = {(failure.location, failure.path) for failure in outcome.failures}
+        self.activity.pending([action_view(action) for action in actions
+                               if (action.target, action.path) in failed])
         self.hubs.wrote(current_plan, self.executor.applied)
         self._acknowledge(self.executor.applied)
         self._acknowledge(_recorded_holders(current_plan, listings))
@@ -413,7 +489,9 @@ class Engine:
             if event.kind is EventKind.UNAVAILABLE:
                 log.error("%s is unavailable (nothing is deleted because of it): %s",
                           display, event.message)
+                self._reachable(event.location, Err(event.message, ErrorKind.UNAVAILABLE))
             elif event.kind is EventKind.AVAILABLE:
+                self.activity.availability(event.location, True)
                 log.info("%s is available again; syncing everything", display)
                 full_round = True
                 location = self.locations[event.location]

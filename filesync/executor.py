@@ -41,6 +41,12 @@ class Stats:
     conflict_copies: int = 0
     #: Paths seen but not synced in the last full round (links, unsafe or unholdable names).
     skipped: int = 0
+    #: Rounds the mass-delete guard refused (or, in watch mode, whose deletions it paused).
+    refusals: int = 0
+    #: Locations that were out of reach at some point of the run.
+    unavailable: int = 0
+    #: Paths left in conflict (``--conflict manual``) in the last full round.
+    unresolved: int = 0
 
 
 @dataclass

@@ -137,6 +137,8 @@ class PausedDeletions:
 
     def __init__(self) -> None:
         self.paths: set[str] = set()
+        #: Each held path and the locations it would be deleted in (for ``status``).
+        self.where: dict[str, list[str]] = {}
 
     def hold(self, plan: Plan, scope: Iterable[str] | None) -> None:
         """Take the already paused deletions out of ``plan``; release what came back.
@@ -147,6 +149,7 @@ class PausedDeletions:
         deleting = {decision.path for decision in plan.decisions if _deletes(decision)}
         for path in sorted(looked_at - deleting):
             self.paths.discard(path)
+            self.where.pop(path, None)
             log.info("%s is no longer a paused deletion (it is back, or was deleted "
                      "everywhere)", path)
         plan.decisions = [decision for decision in plan.decisions
@@ -156,6 +159,10 @@ class PausedDeletions:
         """Take every deletion out of ``plan`` and hold it; how many paths were held."""
         held = {decision.path for decision in plan.decisions if _deletes(decision)}
         self.paths |= held
+        for decision in plan.decisions:
+            if decision.path in held:
+                self.where[decision.path] = sorted({action.target
+                                                    for action in decision.actions})
         plan.decisions = [decision for decision in plan.decisions
                           if decision.path not in held]
         return len(held)

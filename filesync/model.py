@@ -19,6 +19,8 @@ RESERVED_DIR = ".filesync"
 TEMP_NAME = re.compile(r"^\.filesync-(?P<owner>[0-9a-f]{8})-[0-9a-f]{12}\.tmp$")
 #: Marker file that proves a location is the one filesync synced before (not an empty mount).
 MARKER = f"{RESERVED_DIR}/marker"
+#: The mark in the name of a visible conflict copy (``--conflict keep-both``).
+CONFLICT_COPY = re.compile(r"\.conflict-\d{8}-\d{6}-")
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
-from filesync.model import DOUBTED_MTIME_NS, Agreed, PathState, Record
+from filesync.model import CONFLICT_COPY, DOUBTED_MTIME_NS, Agreed, PathState, Record
 from filesync.result import Err, Ok, Result
 
 SCHEMA_VERSION = "1"
@@ -170,6 +170,23 @@ class StateStore:
             return Err(failure_message(path, exc))
         return Ok((store, warning))
 
+    @classmethod
+    def open_readonly(cls, path: Path) -> Result[StateStore | None]:
+        """Open an existing store for reading only (``status``); None when there is none.
+
+        Takes no lock and writes nothing, so it works while an engine syncs the set.
+        """
+        if not path.is_file():
+            return Ok(None)
+        try:
+            db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True,
+                                 isolation_level=None)
+            store = cls(db, path, fresh=False)
+            db.execute("SELECT COUNT(*) FROM versions").fetchone()
+        except sqlite3.Error as exc:
+            return Err(f"cannot read the state file {path}: {exc}")
+        return Ok(store)
+
     @staticmethod
     def _connect(path: Path) -> tuple[Result[sqlite3.Connection], bool]:
         """Open and check the database; the flag says whether a failure means damage.
@@ -281,6 +298,25 @@ class StateStore:
         rows = self._db.execute(
             "SELECT location, COUNT(*) FROM records WHERE is_dir=0 GROUP BY location")
         return {self._keys[ident]: count for ident, count in rows}
+
+    def conflicts(self) -> list[tuple[str, list[str], bool]]:
+        """Unresolved conflicts: (path, locations holding it, left alone by ``manual``).
+
+        The others are the visible conflict copies ``--conflict keep-both`` made: they stay
+        until someone merges and deletes them.
+        """
+        rows = self._db.execute(
+            "SELECT path, conflict FROM versions WHERE deleted=0 AND is_dir=0 AND "
+            "(conflict=1 OR path LIKE '%.conflict-%')").fetchall()
+        found: list[tuple[str, list[str], bool]] = []
+        for stored, conflict in rows:
+            path = _load(stored)
+            if not conflict and CONFLICT_COPY.search(path.rpartition("/")[2]) is None:
+                continue
+            holders = self._db.execute("SELECT location FROM records WHERE path=?", (stored,))
+            found.append((path, sorted(self._keys[ident] for ident, in holders),
+                          bool(conflict)))
+        return sorted(found)
 
     # ----- reading ------------------------------------------------------------------------
     def load(self, paths: Iterable[str] | None = None) -> dict[str, PathState]:
