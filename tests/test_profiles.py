@@ -277,3 +277,26 @@ def test_check_reads_location_lists_the_same_way(tmp_path, elsewhere, capsys):
     write(tmp_path / "sets" / "b" / "f.txt", "same")
     listing = write(tmp_path / "sets" / "paths.txt", "a  # one\nb  # two\n")
     assert run_main("check", "--file", str(listing)) == 0
+
+
+def test_the_example_location_file_reads_with_these_rules():
+    example = MAIN.parent / "paths.example.txt"
+    read = read_location_file(str(example))
+    assert read.ok, read
+    assert read.value == [f"folder:{MAIN.parent / 'photos'}",
+                          f"folder:{os.path.realpath(os.path.expanduser('~/backup/photos'))}"]
+
+
+def test_the_readme_example_profile_is_valid(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    readme = (MAIN.parent / "README.md").read_text(encoding="utf-8")
+    example = readme.split("### Profiles", 1)[1].split("```\n", 2)[1]
+    conf = write(tmp_path / "home" / ".config" / "filesync" / "photos.conf", example)
+    parsed = arguments(conf)
+    assert parsed["locations"] == [f"folder:{tmp_path / 'home' / 'Pictures'}",
+                                   "ftp://me@nas.local/photos",
+                                   f"zip:{conf.parent / 'archive' / 'photos.zip'}"]
+    assert parsed["conflict"] == "keep-both" and parsed["interval"] == 10.0
+    assert parsed["exclude"] == ["*.tmp", "Thumbs.db", "my notes.txt"]
+    assert parsed["exclude_from"] == [str(conf.parent / "photos.exclude")]
+    assert parsed["keep_versions"] == 20 and parsed["max_delete"] == 20.0
