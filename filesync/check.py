@@ -17,9 +17,10 @@ from typing import TextIO
 
 from filesync.cli_input import open_each
 from filesync.concurrency import parallel_map
-from filesync.excludes import build_excludes, read_list_file
+from filesync.excludes import build_excludes
 from filesync.locations import Location, Settings
 from filesync.model import Entry
+from filesync.profiles import read_location_file
 from filesync.result import Result
 
 log = logging.getLogger("filesync")
@@ -59,7 +60,7 @@ def run(argv: Sequence[str], settings: Settings, out: TextIO | None = None) -> i
         return exc.code if isinstance(exc.code, int) else 2
     texts = list(args.locations)
     if args.file:
-        listed = read_list_file(args.file, "location")
+        listed = read_location_file(args.file)
         if not listed.ok:
             log.error("%s", listed.message)
             return 2

@@ -24,6 +24,7 @@ from filesync.engine import Engine, Options
 from filesync.excludes import build_excludes, read_list_file
 from filesync.locations import Location, Settings
 from filesync.logsetup import setup_logging
+from filesync.profiles import profile_arguments, read_location_file
 from filesync.report import print_plan, summary
 from filesync.result import Err, ErrorKind, Ok, Result
 from filesync.state import StateStore, cache_path, default_state_path, failure_message
@@ -76,7 +77,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("locations", nargs="*", metavar="LOCATION",
                         help="two or more locations to keep identical")
     parser.add_argument("--file", metavar="FILE",
-                        help="read locations from FILE, one per line ('#' starts a comment)")
+                        help="read locations from FILE, one per line ('#' at the start or "
+                             "after a space starts a comment; relative paths are relative "
+                             "to FILE's folder)")
+    parser.add_argument("--profile", metavar="NAME|FILE",
+                        help="take options and locations from a profile before the command "
+                             "line's: NAME is $XDG_CONFIG_HOME/filesync/NAME.conf (default "
+                             "~/.config/filesync/NAME.conf); a value with '/' or ending in "
+                             ".conf is the file itself")
     parser.add_argument("--once", action="store_true", help="sync once and exit")
     parser.add_argument("--dry-run", action="store_true",
                         help="print what would be done and change nothing (implies --once)")
@@ -272,7 +280,7 @@ def _prepare(args: argparse.Namespace) -> Result[tuple[list[Location], Options]]
         return options
     texts: list[str] = list(args.locations)
     if args.file:
-        from_file = read_list_file(args.file, "location")
+        from_file = read_location_file(args.file)
         if not from_file.ok:
             return from_file
         texts += from_file.value
@@ -310,6 +318,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return check.run(argv[1:], Settings(interactive=sys.stdin.isatty()))
     try:
         args = build_parser().parse_intermixed_args(argv)
+        # A profile's arguments go first, so the command line's override single values.
+        profile = (Ok([]) if args.profile is None
+                   else profile_arguments(args.profile, build_parser()))
+        if profile.ok and profile.value:
+            args = build_parser().parse_intermixed_args(profile.value + argv)
     except SystemExit as exc:  # --help, --version, or a bad argument (already explained)
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     try:
@@ -317,6 +330,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         print(f"filesync: cannot open log file {args.log!r}: {exc.strerror or exc}",
               file=sys.stderr)
+        return EXIT_USAGE
+    if not profile.ok:
+        log.error("%s", profile.message)
         return EXIT_USAGE
     try:
         prepared = _prepare(args)

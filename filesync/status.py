@@ -33,8 +33,9 @@ from filesync.activity import (
 from filesync.cli import lock_held
 from filesync.cli_input import open_each
 from filesync.engine import Engine, Options
-from filesync.excludes import build_excludes, read_list_file
+from filesync.excludes import build_excludes
 from filesync.locations import Location, Settings
+from filesync.profiles import read_location_file
 from filesync.report import counted, size
 from filesync.result import Err, Ok, Result
 from filesync.state import StateStore, default_state_path
@@ -96,7 +97,7 @@ def run(argv: Sequence[str], settings: Settings, out: TextIO | None = None) -> i
         return exc.code if isinstance(exc.code, int) else 2
     texts = list(args.locations)
     if args.file:
-        listed = read_list_file(args.file, "location")
+        listed = read_location_file(args.file)
         if not listed.ok:
             log.error("%s", listed.message)
             return 2

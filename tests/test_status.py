@@ -14,7 +14,8 @@ from tests.conftest import MAIN, run_main, tree, wait_for, write
 
 def status(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """``python main.py status ARGS`` in a subprocess (as a user would run it beside a watcher)."""
-    return subprocess.run([sys.executable, str(MAIN), "status", *args], capture_output=True,
+    return subprocess.run([sys.executable, str(MAIN), "status", *args], check=False,
+                          capture_output=True,
                           text=True, timeout=60, cwd=tmp_path)
 
 
@@ -147,7 +148,8 @@ def test_status_bad_input_exits_2(tmp_path):
 
 def sync_process(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """``python main.py --once ARGS`` in a subprocess; its log is in ``stderr``."""
-    return subprocess.run([sys.executable, str(MAIN), "--once", *args], capture_output=True,
+    return subprocess.run([sys.executable, str(MAIN), "--once", *args], check=False,
+                          capture_output=True,
                           text=True, timeout=60, cwd=tmp_path)
 
 

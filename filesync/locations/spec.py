@@ -213,10 +213,12 @@ def _parse_s3(text: str) -> Result[S3Spec]:
 LocationSpec = FolderSpec | ZipSpec | FtpSpec | S3Spec
 
 
-def _local_path(raw: str, what: str) -> Result[Path]:
+def _local_path(raw: str, what: str, base: str | None = None) -> Result[Path]:
     if not raw.strip():
         return Err(f"{what} needs a path, e.g. {what}:./backup")
-    expanded = os.path.expanduser(raw)
+    # A relative path is relative to ``base`` when given (a list file's folder), else to
+    # the current directory; an absolute or ``~`` path stays what it is.
+    expanded = os.path.join(base or "", os.path.expanduser(raw))
     # realpath, so one folder reached through a symlink is still recognised as the same one.
     return Ok(Path(os.path.realpath(os.path.abspath(expanded))))
 
@@ -308,8 +310,12 @@ def mask_secrets(text: str) -> str:
     return _mask(text)
 
 
-def parse_location(text: str) -> Result[LocationSpec]:
-    """Parse one location string; an ``Err`` says what is wrong and lists the valid forms."""
+def parse_location(text: str, base: str | None = None) -> Result[LocationSpec]:
+    """Parse one location string; an ``Err`` says what is wrong and lists the valid forms.
+
+    Relative local paths (``folder:``, ``zip:``, bare) are taken relative to the folder
+    ``base`` when it is given, else to the current directory.
+    """
     text = text.strip()
     if not text:
         return Err("empty location; valid forms: " + ", ".join(FORMS))
@@ -324,17 +330,17 @@ def parse_location(text: str) -> Result[LocationSpec]:
     if match and len(match.group(1)) > 1:
         prefix, rest = match.group(1).lower(), text[match.end():]
         if prefix == "folder":
-            path = _local_path(rest, "folder")
+            path = _local_path(rest, "folder", base)
             return Ok(FolderSpec(path.value)) if path.ok else path
         if prefix == "zip":
-            path = _local_path(rest, "zip")
+            path = _local_path(rest, "zip", base)
             return Ok(ZipSpec(path.value)) if path.ok else path
         if prefix == "ftp":
             return _parse_ftp(rest, False, text)
         return Err(f"unknown location kind {prefix + ':'!r} in {_mask(text)!r}; valid forms: "
                    + ", ".join(FORMS) + " (write folder:PATH or ./PATH for a folder whose name "
                    "contains a colon)")
-    path = _local_path(text, "folder")
+    path = _local_path(text, "folder", base)
     if not path.ok:
         return path
     if text.lower().endswith(".zip"):
