@@ -3,33 +3,28 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import math
 import os
 import signal
-import sqlite3
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 
 from filesync import __version__
-from filesync.activity import Activity, LocationView
 from filesync.cli_input import check_group, open_each, prompt_locations
 from filesync.concurrency import Concurrency
-from filesync.engine import Engine, Options
+from filesync.engine import Options
 from filesync.excludes import build_excludes, read_list_file
 from filesync.locations import Location, Settings
 from filesync.logsetup import setup_logging
 from filesync.profiles import profile_arguments, read_location_file
-from filesync.report import print_plan, summary
 from filesync.result import Err, ErrorKind, Ok, Result
-from filesync.state import StateStore, cache_path, default_state_path, failure_message
+from filesync.runner import EXIT_USAGE, run_set
+from filesync.state import default_state_path
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 #: Ctrl+C at the location prompt, before anything was synced (128 + SIGINT, as shells do).
 EXIT_INTERRUPTED = 130
 #: How long a run waits for the sync lock before saying another run holds it (seconds).
@@ -148,57 +143,6 @@ def build_parser() -> argparse.ArgumentParser:
                           help="log only warnings and errors")
     parser.add_argument("--version", action="version", version=f"filesync {__version__}")
     return parser
-
-
-@contextlib.contextmanager
-def _state_lock(state_path: Path) -> Iterator[Result[None]]:
-    """Hold an exclusive lock so two runs never sync the same set of locations at once."""
-    try:
-        import fcntl  # noqa: PLC0415 - POSIX only, so imported where it is used
-    except ImportError:  # not on POSIX: run without the lock
-        yield Ok(None)
-        return
-    lock_path = state_path.with_name(state_path.name + ".lock")
-    try:
-        lock_path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(lock_path, "a+")  # noqa: SIM115 - held for the whole run
-    except OSError as exc:
-        yield Err(f"cannot create lock file {lock_path}: {exc.strerror or exc}")
-        return
-    with handle:
-        # A moment's patience: ``status`` peeks at the lock (see ``lock_held``).
-        deadline = time.monotonic() + LOCK_PATIENCE
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except OSError:
-                if time.monotonic() >= deadline:
-                    yield Err(f"another filesync run is syncing these locations (lock "
-                              f"{lock_path}); stop it first")
-                    return
-                time.sleep(0.05)
-        yield Ok(None)
-
-
-def lock_held(state_path: Path) -> bool | None:
-    """Whether a run holds the sync lock of this state file now (None: cannot tell)."""
-    try:
-        import fcntl  # noqa: PLC0415 - POSIX only, so imported where it is used
-    except ImportError:
-        return None
-    try:
-        with open(state_path.with_name(state_path.name + ".lock"), "rb") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            except OSError:
-                return True
-            fcntl.flock(handle, fcntl.LOCK_UN)
-            return False
-    except FileNotFoundError:
-        return False
-    except OSError:
-        return None
 
 
 def _install_signal_handlers(stop: threading.Event) -> None:
@@ -352,76 +296,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         for location in locations:
             location.close()
         return EXIT_USAGE
+    stop = threading.Event()
+    _install_signal_handlers(stop)
     try:
-        with _state_lock(state_path) as locked:
-            if not locked.ok:
-                log.error("%s", locked.message)
-                return EXIT_USAGE
-            return _run(locations, options, state_path, once=args.once or args.dry_run)
+        return run_set(locations, options, state_path, args.once or args.dry_run, stop)
     finally:
         for location in locations:
             location.close()
-
-
-def settings_of(options: Options) -> dict[str, object]:
-    """The options ``status`` needs to plan as a running engine does (kept in its run file)."""
-    return {"excludes": list(options.excludes.patterns), "one_way": options.one_way,
-            "conflict": options.conflict}
-
-
-def _run(locations: list[Location], options: Options, state_path: Path, once: bool) -> int:
-    opened = StateStore.open(state_path, [loc.key for loc in locations])
-    if not opened.ok:
-        log.error("%s", opened.message)
-        return EXIT_USAGE
-    store, warning = opened.value
-    if warning:
-        log.warning("%s", warning)
-    elif store.fresh:
-        log.info("no earlier state for these locations: first run, the union is kept and "
-                 "nothing is deleted")
-    for location in locations:
-        location.cache_path = cache_path(state_path, location.key)
-    if not options.dry_run:
-        # A one-way source is read only: never created or otherwise prepared.
-        for location in locations[1:] if options.one_way else locations:
-            prepared = location.prepare()
-            if not prepared.ok and prepared.kind is ErrorKind.UNAVAILABLE:
-                # Out of reach now is not a usage error: it is skipped until it answers.
-                log.warning("%s is not reachable now (%s); it is skipped until it answers",
-                            location.display, prepared.message)
-            elif not prepared.ok:
-                log.error("%s", prepared.message)
-                store.close()
-                return EXIT_USAGE
-    stop = threading.Event()
-    _install_signal_handlers(stop)
-    started = time.monotonic()
-    engine: Engine | None = None
-    activity = Activity(state_path, [LocationView(loc.key, loc.display, loc.kind)
-                                     for loc in locations], "once" if once else "watch",
-                        settings_of(options))
-    saving = contextlib.nullcontext() if options.dry_run else activity.saving()
-    try:
-        with saving:
-            engine = Engine(locations, store, options, stop, activity)
-            engine.start()
-            report = engine.run_round()
-            if options.dry_run:
-                print_plan(report.plan)
-            if not once and not stop.is_set():
-                engine.watch(report)
-    except sqlite3.Error as exc:
-        # Watchers are joined by then (watch() stops them on the way out).
-        log.error("%s", failure_message(state_path, exc))
-        if engine is not None:
-            engine.stats.errors += 1
-        return EXIT_FAILED
-    finally:
-        with contextlib.suppress(sqlite3.Error):
-            store.close()
-        if engine is not None and not options.dry_run:
-            log.info("summary: %s in %.1f s", summary(engine.stats), time.monotonic() - started)
-    if engine.refused or (once and not report.identical):
-        return EXIT_FAILED
-    return EXIT_OK

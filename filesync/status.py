@@ -30,7 +30,6 @@ from filesync.activity import (
     pid_alive,
     read_run_file,
 )
-from filesync.cli import lock_held
 from filesync.cli_input import open_each
 from filesync.engine import Engine, Options
 from filesync.excludes import build_excludes
@@ -38,6 +37,7 @@ from filesync.locations import Location, Settings
 from filesync.profiles import read_location_file
 from filesync.report import counted, size
 from filesync.result import Err, Ok, Result
+from filesync.runner import lock_held
 from filesync.state import StateStore, default_state_path
 
 log = logging.getLogger("filesync")
