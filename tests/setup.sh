@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install what the tests need on a Debian machine that has Python: the Debian packages
-# that are missing (pure-ftpd, Info-ZIP zip and unzip, openssl, chattr), then the Python test
+# that are missing (pure-ftpd, Info-ZIP zip and unzip, openssl, chattr, chromium for the
+# dashboard's browser test), then the Python test
 # tools. Safe to run again: nothing is installed twice.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +12,7 @@ command -v zip >/dev/null 2>&1 || missing+=(zip)
 command -v unzip >/dev/null 2>&1 || missing+=(unzip)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v chattr >/dev/null 2>&1 || missing+=(e2fsprogs)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=()
   if [ "$(id -u)" -ne 0 ]; then
