@@ -22,6 +22,7 @@ from filesync.model import RESERVED_DIR, TEMP_NAME, Entry, Listing
 from filesync.planner import Plan, PlanInput, plan
 from filesync.result import Err, ErrorKind, Result
 from filesync.state import StateStore
+from filesync.transfers import Progress, RateLimit
 from filesync.versions import version_path
 from filesync.watcher import EventKind, Watcher, WatchEvent
 
@@ -58,6 +59,8 @@ class Options:
     poll: bool = False
     #: With OS events, list every location in full this often anyway (seconds).
     rescan: float = DEFAULT_RESCAN
+    #: ``--bwlimit``: bytes per second for all transfers together; None: unlimited.
+    bwlimit: float | None = None
 
 
 @dataclass
@@ -106,10 +109,14 @@ class Engine:
         self._watchers: dict[str, Watcher] = {}
         #: Our writes before the watchers started: folded into their first baseline.
         self._own_writes: dict[str, dict[str, Entry | None]] = {}
+        #: The round being applied (the progress display and the status document read it).
+        self.progress = Progress()
         self.executor = Executor(self.locations, store, stop, self.stats, options.concurrency,
                                  keep_both=options.conflict == "keep-both",
                                  labels=location_labels(locations),
-                                 retention=(options.keep_versions, options.keep_days))
+                                 retention=(options.keep_versions, options.keep_days),
+                                 progress=self.progress,
+                                 limit=RateLimit(options.bwlimit) if options.bwlimit else None)
         self._tolerance = {loc.key: loc.capabilities.mtime_tolerance_ns for loc in locations}
         self.hubs = Hubs(self.locations, store, owner, options.lease_ttl, stop)
 
