@@ -23,10 +23,12 @@ from filesync.engine import Engine, Options
 from filesync.excludes import build_excludes, read_list_file
 from filesync.locations import Location, Settings, open_location, parse_location
 from filesync.locations.spec import mask_secrets
-from filesync.logsetup import setup_logging
+from filesync.logsetup import LOG_FORMATS, setup_logging
+from filesync.progress import ProgressDisplay
 from filesync.report import print_plan, summary
 from filesync.result import Err, ErrorKind, Ok, Result
 from filesync.state import StateStore, cache_path, default_state_path, failure_message
+from filesync.transfers import parse_rate
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 #: Ctrl+C at the location prompt, before anything was synced (128 + SIGINT, as shells do).
@@ -126,12 +128,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ftp-connections", type=_number(1, 64, whole=True), default=4,
                         metavar="N", help="most connections per FTP location, 1 to 64 "
                                           "(default: 4)")
+    parser.add_argument("--bwlimit", metavar="RATE",
+                        help="total transfer rate across all parallel transfers, e.g. 500K, "
+                             "2M; K/M/G = KiB/MiB/GiB per second (default: unlimited)")
     parser.add_argument("--ca-file", metavar="FILE",
                         help="verify FTPS servers against the CA certificates in FILE")
     parser.add_argument("--insecure", action="store_true",
                         help="do not verify FTPS server certificates (unsafe: anyone on the "
                              "way can read the password)")
     parser.add_argument("--log", metavar="FILE", help="also write the log to FILE")
+    parser.add_argument("--log-format", choices=LOG_FORMATS, default="text",
+                        help="text lines (the default) or one JSON object per line, on the "
+                             "console and in --log FILE")
+    parser.add_argument("--json-log", dest="log_format", action="store_const", const="json",
+                        help="the same as --log-format json")
     loudness = parser.add_mutually_exclusive_group()
     loudness.add_argument("-v", "--verbose", action="store_true", help="log more detail")
     loudness.add_argument("-q", "--quiet", action="store_true",
@@ -192,6 +202,9 @@ def _options(args: argparse.Namespace) -> Result[Options]:
     excludes = build_excludes(patterns)
     if not excludes.ok:
         return excludes
+    bwlimit = None if args.bwlimit is None else parse_rate(args.bwlimit)
+    if bwlimit is not None and not bwlimit.ok:
+        return Err(f"--bwlimit: {bwlimit.message}", bwlimit.kind)
     return Ok(Options(interval=args.interval, dry_run=args.dry_run, one_way=args.one_way,
                       excludes=excludes.value,
                       concurrency=Concurrency(args.workers, args.ftp_connections),
@@ -199,7 +212,8 @@ def _options(args: argparse.Namespace) -> Result[Options]:
                       keep_versions=args.keep_versions, keep_days=args.keep_days,
                       max_delete=args.max_delete, force=args.force,
                       lease_ttl=args.lease_ttl, poll=args.poll, rescan=args.rescan,
-                      watching=not (args.once or args.dry_run)))
+                      watching=not (args.once or args.dry_run),
+                      bwlimit=None if bwlimit is None else bwlimit.value))
 
 
 def _open_all(texts: Sequence[str], settings: Settings) -> Result[list[Location]]:
@@ -291,7 +305,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help, --version, or a bad argument (already explained)
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     try:
-        setup_logging(1 if args.verbose else -1 if args.quiet else 0, args.log)
+        setup_logging(1 if args.verbose else -1 if args.quiet else 0, args.log,
+                      args.log_format)
     except OSError as exc:
         print(f"filesync: cannot open log file {args.log!r}: {exc.strerror or exc}",
               file=sys.stderr)
@@ -319,13 +334,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not locked.ok:
                 log.error("%s", locked.message)
                 return EXIT_USAGE
-            return _run(locations, options, state_path, once=args.once or args.dry_run)
+            return _run(locations, options, state_path, once=args.once or args.dry_run,
+                        progress_line=not args.quiet)
     finally:
         for location in locations:
             location.close()
 
 
-def _run(locations: list[Location], options: Options, state_path: Path, once: bool) -> int:
+def _run(locations: list[Location], options: Options, state_path: Path, once: bool,
+         progress_line: bool = True) -> int:
     opened = StateStore.open(state_path, [loc.key for loc in locations])
     if not opened.ok:
         log.error("%s", opened.message)
@@ -354,8 +371,11 @@ def _run(locations: list[Location], options: Options, state_path: Path, once: bo
     _install_signal_handlers(stop)
     started = time.monotonic()
     engine: Engine | None = None
+    display: ProgressDisplay | None = None
     try:
         engine = Engine(locations, store, options, stop)
+        display = ProgressDisplay(engine.progress, sys.stderr, enabled=progress_line)
+        display.start()
         engine.start()
         report = engine.run_round()
         if options.dry_run:
@@ -367,6 +387,8 @@ def _run(locations: list[Location], options: Options, state_path: Path, once: bo
         log.error("%s", failure_message(state_path, exc))
         return EXIT_FAILED
     finally:
+        if display is not None:
+            display.stop()
         with contextlib.suppress(sqlite3.Error):
             store.close()
         if engine is not None and not options.dry_run:
