@@ -19,16 +19,15 @@ from filesync.concurrency import Concurrency
 from filesync.engine import Options
 from filesync.excludes import build_excludes, read_list_file
 from filesync.locations import Location, Settings
-from filesync.logsetup import setup_logging
+from filesync.logsetup import LOG_FORMATS, setup_logging
 from filesync.profiles import profile_arguments, read_location_file
 from filesync.result import Err, ErrorKind, Ok, Result
 from filesync.runner import EXIT_USAGE, run_set
 from filesync.state import default_state_path
+from filesync.transfers import parse_rate
 
 #: Ctrl+C at the location prompt, before anything was synced (128 + SIGINT, as shells do).
 EXIT_INTERRUPTED = 130
-#: How long a run waits for the sync lock before saying another run holds it (seconds).
-LOCK_PATIENCE = 1.0
 
 log = logging.getLogger("filesync")
 
@@ -131,12 +130,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ftp-connections", type=_number(1, 64, whole=True), default=4,
                         metavar="N", help="most connections per FTP location, 1 to 64 "
                                           "(default: 4)")
+    parser.add_argument("--bwlimit", metavar="RATE",
+                        help="total transfer rate across all parallel transfers, e.g. 500K, "
+                             "2M; K/M/G = KiB/MiB/GiB per second (default: unlimited)")
     parser.add_argument("--ca-file", metavar="FILE",
                         help="verify FTPS servers against the CA certificates in FILE")
     parser.add_argument("--insecure", action="store_true",
                         help="do not verify FTPS server certificates (unsafe: anyone on the "
                              "way can read the password)")
     parser.add_argument("--log", metavar="FILE", help="also write the log to FILE")
+    parser.add_argument("--log-format", choices=LOG_FORMATS, default="text",
+                        help="text lines (the default) or one JSON object per line, on the "
+                             "console and in --log FILE")
+    parser.add_argument("--json-log", dest="log_format", action="store_const", const="json",
+                        help="the same as --log-format json")
     loudness = parser.add_mutually_exclusive_group()
     loudness.add_argument("-v", "--verbose", action="store_true", help="log more detail")
     loudness.add_argument("-q", "--quiet", action="store_true",
@@ -172,6 +179,9 @@ def _options(args: argparse.Namespace) -> Result[Options]:
     excludes = build_excludes(patterns)
     if not excludes.ok:
         return excludes
+    bwlimit = None if args.bwlimit is None else parse_rate(args.bwlimit)
+    if bwlimit is not None and not bwlimit.ok:
+        return Err(f"--bwlimit: {bwlimit.message}", bwlimit.kind)
     return Ok(Options(interval=args.interval, dry_run=args.dry_run, one_way=args.one_way,
                       excludes=excludes.value,
                       concurrency=Concurrency(args.workers, args.ftp_connections),
@@ -179,7 +189,8 @@ def _options(args: argparse.Namespace) -> Result[Options]:
                       keep_versions=args.keep_versions, keep_days=args.keep_days,
                       max_delete=args.max_delete, force=args.force,
                       lease_ttl=args.lease_ttl, poll=args.poll, rescan=args.rescan,
-                      watching=not (args.once or args.dry_run)))
+                      watching=not (args.once or args.dry_run),
+                      bwlimit=None if bwlimit is None else bwlimit.value))
 
 
 def _open_all(texts: Sequence[str], settings: Settings) -> Result[list[Location]]:
@@ -270,7 +281,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help, --version, or a bad argument (already explained)
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     try:
-        setup_logging(1 if args.verbose else -1 if args.quiet else 0, args.log)
+        setup_logging(1 if args.verbose else -1 if args.quiet else 0, args.log,
+                      args.log_format)
     except OSError as exc:
         print(f"filesync: cannot open log file {args.log!r}: {exc.strerror or exc}",
               file=sys.stderr)
@@ -299,7 +311,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     stop = threading.Event()
     _install_signal_handlers(stop)
     try:
-        return run_set(locations, options, state_path, args.once or args.dry_run, stop)
+        return run_set(locations, options, state_path, args.once or args.dry_run, stop,
+                       progress_line=not args.quiet)
     finally:
         for location in locations:
             location.close()

@@ -25,6 +25,7 @@ from filesync.planner import Plan, PlanInput, plan
 from filesync.report import brief, difference
 from filesync.result import Err, ErrorKind, Result
 from filesync.state import StateStore
+from filesync.transfers import Progress, RateLimit
 from filesync.versions import list_versions, version_path
 from filesync.watcher import EventKind, Watcher, WatchEvent
 
@@ -61,6 +62,8 @@ class Options:
     poll: bool = False
     #: With OS events, list every location in full this often anyway (seconds).
     rescan: float = DEFAULT_RESCAN
+    #: ``--bwlimit``: bytes per second for all transfers together; None: unlimited.
+    bwlimit: float | None = None
 
 
 @dataclass
@@ -109,16 +112,22 @@ class Engine:
         self._watchers: dict[str, Watcher] = {}
         #: Our writes before the watchers started: folded into their first baseline.
         self._own_writes: dict[str, dict[str, Entry | None]] = {}
+        #: The round being applied (the progress display and the status document read it).
+        self.progress = Progress()
         self.executor = Executor(self.locations, store, stop, self.stats, options.concurrency,
                                  keep_both=options.conflict == "keep-both",
                                  labels=location_labels(locations),
-                                 retention=(options.keep_versions, options.keep_days))
+                                 retention=(options.keep_versions, options.keep_days),
+                                 progress=self.progress,
+                                 limit=RateLimit(options.bwlimit) if options.bwlimit else None)
         self._tolerance = {loc.key: loc.capabilities.mtime_tolerance_ns for loc in locations}
         self.hubs = Hubs(self.locations, store, owner, options.lease_ttl, stop)
         #: What status, the dashboard and the API see of this run.
         self.activity = activity or Activity(
             store.path, [LocationView(loc.key, loc.display, loc.kind) for loc in locations],
             "watch" if options.watching else "once")
+        self.activity.progress = self.progress.snapshot
+        self.executor.on_action.append(self.activity.action)
         #: Locations found out of reach at some point, and the problems reported (counted
         #: once each in the summary, however many rounds meet them).
         self._unreachable: set[str] = set()

@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from filesync.concurrency import Concurrency, parallel_map
 from filesync.locations.base import Batch, Location
@@ -20,6 +20,7 @@ from filesync.model import Entry, Record, still_holds
 from filesync.planner import Action, Decision, Op, Plan, record_of
 from filesync.result import Err, ErrorKind, Ok, Result
 from filesync.state import StateStore
+from filesync.transfers import Progress, RateLimit
 from filesync.versions import conflict_path, prune, version_path
 
 log = logging.getLogger("filesync")
@@ -87,18 +88,30 @@ class _CheckedReader:
     """
 
     def __init__(self, stream: BinaryIO, expected: int, stop: threading.Event,
-                 recheck: Callable[[], bool] | None = None) -> None:
+                 recheck: Callable[[], bool] | None = None,
+                 counted: Callable[[int], None] | None = None,
+                 limit: RateLimit | None = None) -> None:
         self._stream = stream
         self._expected = expected
         self._stop = stop
         self._recheck = recheck
+        #: Told every byte count read (the round's progress).
+        self._counted = counted
+        #: ``--bwlimit``: every read waits for its bytes, so every backend pair is limited.
+        self._limit = limit
         self.count = 0
         self.digest = hashlib.sha256()
 
     def read(self, size: int = -1) -> bytes:
         if self._stop.is_set():
             raise StoppedError("stopped by the user")
+        if self._limit is not None and size is not None and size > 0:
+            size = min(size, self._limit.piece)  # small reads: no big burst at once
         data = self._stream.read(size)
+        if self._limit is not None and not self._limit.consume(len(data), self._stop):
+            raise StoppedError("stopped by the user")
+        if self._counted is not None:
+            self._counted(len(data))
         self.count += len(data)
         if self.count > self._expected or (not data and self.count != self._expected):
             raise SourceChangedError(
@@ -161,7 +174,8 @@ class Executor:
                  stop: threading.Event, stats: Stats,
                  concurrency: Concurrency | None = None,
                  keep_both: bool = False, labels: Mapping[str, str] | None = None,
-                 retention: tuple[int, float] = (10, 30.0)) -> None:
+                 retention: tuple[int, float] = (10, 30.0), *,
+                 progress: Progress | None = None, limit: RateLimit | None = None) -> None:
         self.locations = locations
         self.store = store
         self.stop = stop
@@ -182,6 +196,12 @@ class Executor:
         #: Paths the last ``apply`` wants looked at again (see ``Outcome.revisit``).
         self.revisit: set[str] = set()
         self._digests: dict[tuple[str, str], str] = {}
+        #: The round being applied, for progress displays and the status document.
+        self.progress = progress or Progress()
+        #: ``--bwlimit``, shared by every transfer.
+        self.limit = limit
+        #: Called with every applied action (the fields of its log line's ``event``).
+        self.on_action: list[Callable[[dict[str, Any]], None]] = []
 
     # ----- hashes -------------------------------------------------------------------------
     def hashes(self, requests: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]:
@@ -226,6 +246,20 @@ class Executor:
             for decision in plan.decisions:
                 self._start_decision(decision)
         actions = plan.actions()
+        self.progress.begin(len(actions), sum(a.source_entry.size for a in actions
+                                              if a.op is Op.COPY and a.source_entry))
+        try:
+            self._apply_actions(actions, decisions, outcome)
+        finally:
+            self.progress.end()
+        outcome.revisit = set(self.revisit)
+        for failure in outcome.failures:
+            self.stats.errors += 1
+            log.error("failed: %s in %s: %s", failure.path, failure.location, failure.message)
+        return outcome
+
+    def _apply_actions(self, actions: list[Action], decisions: Mapping[str, Decision],
+                       outcome: Outcome) -> None:
         involved = sorted({a.target for a in actions})
         pending_by_location: dict[str, list[tuple[Action, Entry | None]]] = {}
         batches: dict[str, Batch] = {}
@@ -241,11 +275,6 @@ class Executor:
             for key in involved:
                 self._settle(key, batches[key], decisions, outcome,
                              pending_by_location.get(key, []))
-        outcome.revisit = set(self.revisit)
-        for failure in outcome.failures:
-            self.stats.errors += 1
-            log.error("failed: %s in %s: %s", failure.path, failure.location, failure.message)
-        return outcome
 
     def prune(self, keys: Iterable[str]) -> None:
         """Apply the retention rules (--keep-versions, --keep-days) to these locations."""
@@ -317,6 +346,7 @@ class Executor:
     def _finish(self, action: Action, result: Result[Entry | None],
                 decisions: Mapping[str, Decision], outcome: Outcome,
                 pending: dict[str, list[tuple[Action, Entry | None]]]) -> None:
+        self.progress.action_done()
         if not result.ok:
             if not self.stop.is_set():
                 outcome.failures.append(Failure(action.path, action.target, result.message,
@@ -360,8 +390,8 @@ class Executor:
             if digest and decision.agreed.sha256 is None:
                 decision.agreed.sha256 = digest
                 self.store.set_sha(path, gen, digest)
-            log.info("%s %s  %s -> %s", "conflict" if action.conflict else "copy", path,
-                     action.source, target)
+            verb = "conflict" if action.conflict else "copy"
+            self._announce(action, f"{verb} {path}  {action.source} -> {target}")
         elif action.op is Op.RENAME:
             assert entry is not None and action.from_path is not None
             self.stats.renamed += 1
@@ -372,11 +402,11 @@ class Executor:
                 self.store.set_record(path, target, record_of(entry, gen))
             else:
                 self.revisit.add(path)
-            log.info("rename %s -> %s  in %s", action.from_path, path, target)
+            self._announce(action, f"rename {action.from_path} -> {path}  in {target}")
         elif action.op is Op.MKDIR:
             self.stats.folders_made += 1
             self.store.set_record(path, target, Record(gen, True))
-            log.info("mkdir %s  in %s", path, target)
+            self._announce(action, f"mkdir {path}  in {target}")
         else:
             if action.op is Op.DELETE:
                 self.stats.deleted += 1
@@ -385,7 +415,17 @@ class Executor:
                 self.stats.folders_removed += 1
             self.store.set_record(path, target, None)
             self.store.forget_tombstone(path)
-            log.info("delete %s  in %s", path + ("/" if action.op is Op.RMDIR else ""), target)
+            slash = "/" if action.op is Op.RMDIR else ""
+            self._announce(action, f"delete {path}{slash}  in {target}")
+
+    def _announce(self, action: Action, message: str) -> None:
+        """Log an applied action and tell ``on_action``; both get the same fields."""
+        event = {"action": action.op.name.lower(), "path": action.path,
+                 "source": action.source, "target": action.target,
+                 "from_path": action.from_path, "message": message}
+        log.info("%s", message, extra={"event": event})
+        for listener in self.on_action:
+            listener(event)
 
     def _count_kept(self, action: Action) -> None:
         if self._as_conflict_copy(action):
@@ -447,7 +487,9 @@ class Executor:
         if not opened.ok:
             return opened
         recheck = _recheck(source, action.path, expected, opened.value)
-        reader = _CheckedReader(opened.value, expected.size, self.stop, recheck)
+        handle = self.progress.started(action.path, target.display, expected.size)
+        reader = _CheckedReader(opened.value, expected.size, self.stop, recheck,
+                                lambda count: self.progress.advance(handle, count), self.limit)
         try:
             keep = None
             if action.expect is not None and not action.expect.is_dir:
@@ -456,6 +498,7 @@ class Executor:
                                    expect=action.expect, mode=expected.mode)
         finally:
             reader.close()
+            self.progress.finished(handle)
         if not written.ok:
             return written
         self._digests[(action.target, action.path)] = reader.digest.hexdigest()

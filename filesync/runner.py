@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -17,6 +18,7 @@ from pathlib import Path
 from filesync.activity import Activity, LocationView
 from filesync.engine import Engine, Options
 from filesync.locations import Location
+from filesync.progress import ProgressDisplay
 from filesync.report import print_plan, summary
 from filesync.result import Err, ErrorKind, Ok, Result
 from filesync.state import StateStore, cache_path, failure_message
@@ -29,16 +31,18 @@ log = logging.getLogger("filesync")
 
 
 def run_set(locations: Sequence[Location], options: Options, state_path: Path, once: bool,
-            stop: threading.Event, on_engine: Callable[[Engine], None] | None = None) -> int:
+            stop: threading.Event, on_engine: Callable[[Engine], None] | None = None,
+            progress_line: bool = True) -> int:
     """Sync ``locations`` under the set's lock (once, or watching until ``stop``).
 
-    Returns the exit status; ``on_engine`` is given the engine as soon as it exists.
+    Returns the exit status; ``on_engine`` is given the engine as soon as it exists. With
+    ``progress_line`` a live progress line is drawn on stderr when it is a terminal.
     """
     with _state_lock(state_path) as locked:
         if not locked.ok:
             log.error("%s", locked.message)
             return EXIT_USAGE
-        return _run(locations, options, state_path, once, stop, on_engine)
+        return _run(locations, options, state_path, once, stop, on_engine, progress_line)
 
 
 @contextlib.contextmanager
@@ -100,7 +104,8 @@ def settings_of(options: Options) -> dict[str, object]:
 
 
 def _run(locations: Sequence[Location], options: Options, state_path: Path, once: bool,
-         stop: threading.Event, on_engine: Callable[[Engine], None] | None) -> int:
+         stop: threading.Event, on_engine: Callable[[Engine], None] | None,
+         progress_line: bool) -> int:
     opened = StateStore.open(state_path, [loc.key for loc in locations])
     if not opened.ok:
         log.error("%s", opened.message)
@@ -127,6 +132,7 @@ def _run(locations: Sequence[Location], options: Options, state_path: Path, once
                 return EXIT_USAGE
     started = time.monotonic()
     engine: Engine | None = None
+    display: ProgressDisplay | None = None
     activity = Activity(state_path, [LocationView(loc.key, loc.display, loc.kind)
                                      for loc in locations], "once" if once else "watch",
                         settings_of(options))
@@ -136,6 +142,8 @@ def _run(locations: Sequence[Location], options: Options, state_path: Path, once
             engine = Engine(locations, store, options, stop, activity)
             if on_engine is not None:
                 on_engine(engine)
+            display = ProgressDisplay(engine.progress, sys.stderr, enabled=progress_line)
+            display.start()
             engine.start()
             report = engine.run_round()
             if options.dry_run:
@@ -149,6 +157,8 @@ def _run(locations: Sequence[Location], options: Options, state_path: Path, once
             engine.stats.errors += 1
         return EXIT_FAILED
     finally:
+        if display is not None:
+            display.stop()
         with contextlib.suppress(sqlite3.Error):
             store.close()
         if engine is not None and not options.dry_run:

@@ -81,6 +81,8 @@ def test_status_while_a_watcher_runs(tmp_path, watching):
     # The watcher keeps syncing while status looks (status took no lock).
     write(a / "later.txt", "later")
     wait_for(lambda: (b / "later.txt").exists(), message="a change synced after status")
+    wait_for(lambda: any(item["path"] == "later.txt" for item in status_json(
+        tmp_path, "--state", str(state))["recent"]), message="the copy in recent actions")
     assert run.stop() == 0
     after = status_json(tmp_path, str(a), str(b), "--state", str(state))
     assert after["engine"]["running"] is False
