@@ -25,6 +25,8 @@ from filesync.planner import Action
 
 log = logging.getLogger("filesync")
 
+#: The version of the status document (``status --json``, ``/api/status``).
+VERSION = 1
 #: How many of the latest actions the snapshot keeps.
 RECENT = 50
 #: While a round is applied, the run file is saved this often (seconds).
@@ -173,6 +175,10 @@ class Activity:
                 "settings": dict(self.settings),
             }
 
+    def document(self) -> dict[str, Any]:
+        """The status document of this run (what the dashboard and the API serve)."""
+        return compose(self.state_path, self.snapshot())
+
     def save(self) -> None:
         """Write the snapshot to the run file (atomically); a failure is only logged."""
         target = run_file_path(self.state_path)
@@ -245,3 +251,17 @@ def action_view(action: Action) -> dict[str, Any]:
     """An action as the status document lists it (``pending``)."""
     return {"op": action.op.name.lower(), "path": action.path, "source": action.source,
             "target": action.target, "from_path": action.from_path}
+
+
+def compose(state_path: Path, snapshot: Mapping[str, Any]) -> dict[str, Any]:
+    """The status document from an activity snapshot (the run's settings left out)."""
+    try:
+        state_bytes = sum(Path(str(state_path) + suffix).stat().st_size
+                          for suffix in ("", "-wal") if Path(str(state_path) + suffix).exists())
+    except OSError:
+        state_bytes = None
+    document: dict[str, Any] = {"version": VERSION, "generated_at": iso(now()),
+                                "state": {"path": str(state_path.absolute()),
+                                          "bytes": state_bytes}}
+    document.update({key: value for key, value in snapshot.items() if key != "settings"})
+    return document

@@ -16,6 +16,7 @@ from types import FrameType
 from filesync import __version__
 from filesync.cli_input import check_group, open_each, prompt_locations
 from filesync.concurrency import Concurrency
+from filesync.dashboard import parse_address
 from filesync.engine import Options
 from filesync.excludes import build_excludes, read_list_file
 from filesync.locations import Location, Settings
@@ -133,6 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--bwlimit", metavar="RATE",
                         help="total transfer rate across all parallel transfers, e.g. 500K, "
                              "2M; K/M/G = KiB/MiB/GiB per second (default: unlimited)")
+    parser.add_argument("--dashboard", metavar="[HOST:]PORT",
+                        help="in watch mode, serve a read-only status page at "
+                             "http://HOST:PORT/ (HOST defaults to 127.0.0.1; port 0 picks a "
+                             "free one)")
     parser.add_argument("--ca-file", metavar="FILE",
                         help="verify FTPS servers against the CA certificates in FILE")
     parser.add_argument("--insecure", action="store_true",
@@ -253,6 +258,16 @@ def _prepare(args: argparse.Namespace) -> Result[tuple[list[Location], Options]]
     return Ok((opened.value, options.value))
 
 
+def _dashboard_address(args: argparse.Namespace) -> Result[tuple[str, int] | None]:
+    """Where ``--dashboard`` serves (None: no dashboard); only watch mode has one."""
+    if args.dashboard is None:
+        return Ok(None)
+    if args.once or args.dry_run:
+        return Err("--dashboard shows a running watcher: leave out --once and --dry-run (for "
+                   "a one-off look, python main.py status --json gives the same document)")
+    return parse_address(args.dashboard)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run filesync; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -290,6 +305,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not profile.ok:
         log.error("%s", profile.message)
         return EXIT_USAGE
+    dashboard = _dashboard_address(args)
+    if not dashboard.ok:
+        log.error("%s", dashboard.message)
+        return EXIT_USAGE
     try:
         prepared = _prepare(args)
     except KeyboardInterrupt:
@@ -312,7 +331,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _install_signal_handlers(stop)
     try:
         return run_set(locations, options, state_path, args.once or args.dry_run, stop,
-                       progress_line=not args.quiet)
+                       progress_line=not args.quiet, dashboard=dashboard.value)
     finally:
         for location in locations:
             location.close()

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from filesync.activity import Activity, LocationView
+from filesync.dashboard import Dashboard
 from filesync.engine import Engine, Options
 from filesync.locations import Location
 from filesync.progress import ProgressDisplay
@@ -32,17 +33,29 @@ log = logging.getLogger("filesync")
 
 def run_set(locations: Sequence[Location], options: Options, state_path: Path, once: bool,
             stop: threading.Event, on_engine: Callable[[Engine], None] | None = None,
-            progress_line: bool = True) -> int:
+            progress_line: bool = True, dashboard: tuple[str, int] | None = None) -> int:
     """Sync ``locations`` under the set's lock (once, or watching until ``stop``).
 
     Returns the exit status; ``on_engine`` is given the engine as soon as it exists. With
-    ``progress_line`` a live progress line is drawn on stderr when it is a terminal.
+    ``progress_line`` a live progress line is drawn on stderr when it is a terminal;
+    ``dashboard`` is the address the web dashboard serves at (watch mode).
     """
-    with _state_lock(state_path) as locked:
+    activity = Activity(state_path, [LocationView(loc.key, loc.display, loc.kind)
+                                     for loc in locations], "once" if once else "watch",
+                        settings_of(options))
+    with _state_lock(state_path) as locked, contextlib.ExitStack() as stack:
         if not locked.ok:
             log.error("%s", locked.message)
             return EXIT_USAGE
-        return _run(locations, options, state_path, once, stop, on_engine, progress_line)
+        if dashboard is not None:
+            server = Dashboard(dashboard, activity.document)
+            started = server.start()
+            if not started.ok:
+                log.error("%s", started.message)
+                return EXIT_USAGE
+            stack.callback(server.stop)
+        return _run(locations, options, state_path, once, stop, on_engine, progress_line,
+                    activity)
 
 
 @contextlib.contextmanager
@@ -105,7 +118,7 @@ def settings_of(options: Options) -> dict[str, object]:
 
 def _run(locations: Sequence[Location], options: Options, state_path: Path, once: bool,
          stop: threading.Event, on_engine: Callable[[Engine], None] | None,
-         progress_line: bool) -> int:
+         progress_line: bool, activity: Activity) -> int:
     opened = StateStore.open(state_path, [loc.key for loc in locations])
     if not opened.ok:
         log.error("%s", opened.message)
@@ -133,9 +146,6 @@ def _run(locations: Sequence[Location], options: Options, state_path: Path, once
     started = time.monotonic()
     engine: Engine | None = None
     display: ProgressDisplay | None = None
-    activity = Activity(state_path, [LocationView(loc.key, loc.display, loc.kind)
-                                     for loc in locations], "once" if once else "watch",
-                        settings_of(options))
     saving = contextlib.nullcontext() if options.dry_run else activity.saving()
     try:
         with saving:

@@ -25,8 +25,7 @@ from filesync.activity import (
     Activity,
     LocationView,
     action_view,
-    iso,
-    now,
+    compose,
     pid_alive,
     read_run_file,
 )
@@ -42,7 +41,6 @@ from filesync.state import StateStore, default_state_path
 
 log = logging.getLogger("filesync")
 
-VERSION = 1
 #: How many pending actions the text output lists (``--json`` has them all).
 SHOWN = 20
 
@@ -67,25 +65,6 @@ def build_parser() -> argparse.ArgumentParser:
                         help="plan with these exclude patterns (default: those of the "
                              "engine that last ran on the set)")
     return parser
-
-
-def compose(state_path: Path, snapshot: Mapping[str, Any]) -> dict[str, Any]:
-    """The status document from an activity snapshot (the run's settings left out)."""
-    try:
-        state_bytes = sum(Path(str(state_path) + suffix).stat().st_size
-                          for suffix in ("", "-wal") if Path(str(state_path) + suffix).exists())
-    except OSError:
-        state_bytes = None
-    document: dict[str, Any] = {"version": VERSION, "generated_at": iso(now()),
-                                "state": {"path": str(state_path.absolute()),
-                                          "bytes": state_bytes}}
-    document.update({key: value for key, value in snapshot.items() if key != "settings"})
-    return document
-
-
-def live_document(activity: Activity) -> dict[str, Any]:
-    """The status document of the engine running in this process (dashboard, API)."""
-    return compose(activity.state_path, activity.snapshot())
 
 
 def run(argv: Sequence[str], settings: Settings, out: TextIO | None = None) -> int:

@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 from tests.conftest import MAIN, run_main, tree, wait_for, write
@@ -227,3 +228,45 @@ def test_run_file_is_ascii_json_even_with_undecodable_names(tmp_path):
     assert saved["recent"] == [] or all("time" in item for item in saved["recent"])
     document = status_json(tmp_path, str(a), str(b), "--state", str(state))
     assert document["pending"] == []
+
+
+def dashboard_url(run) -> str:
+    run.wait_output("dashboard: http")
+    found = re.search(r"dashboard: (http://127\.0\.0\.1:\d+/)", run.output())
+    assert found, run.output()
+    return found.group(1)
+
+
+def test_the_dashboard_of_a_watcher_in_chromium(tmp_path, watching):
+    from tests.test_dashboard import browser_dom
+
+    a, b, _ = pair(tmp_path, {"x.txt": "x"})
+    run = watching(str(a), "ftp://user:s3cret-pw@127.0.0.1:9/none", str(b),
+                   "--dashboard", "127.0.0.1:0")
+    url = dashboard_url(run)
+    run.wait_output("watching")
+    write(a / "from-a.txt", "hello")
+    wait_for(lambda: (b / "from-a.txt").exists(), message="from-a.txt synced")
+    with urllib.request.urlopen(url + "api/status", timeout=10) as response:
+        api = json.loads(response.read())
+    state = tmp_path / "watch-state.sqlite"
+    command = status_json(tmp_path, "--state", str(state))
+    assert set(api) == set(command)  # the same document as status --json
+    assert api["engine"]["running"] and api["engine"]["pid"] == run.process.pid
+    assert [view["available"] for view in api["locations"]] == [True, False, True]
+    dom = browser_dom(url)
+    page = re.sub(r"<[^>]+>", " ", dom)
+    assert "from-a.txt" in page  # a recent action, shown after the page's own refresh
+    assert str(a) in page and str(b) in page
+    assert "s3cret-pw" not in dom and "s3cret-pw" not in json.dumps(api)
+    assert run.stop() == 0
+
+
+def test_dashboard_needs_watch_mode_and_a_good_address(tmp_path):
+    a, b, _ = pair(tmp_path, {"x.txt": "x"})
+    done = sync_process(tmp_path, "--dashboard", "8080", str(a), str(b))
+    assert done.returncode == 2 and "--dashboard shows a running watcher" in done.stderr
+    assert tree(b) == {}
+    done = subprocess.run([sys.executable, str(MAIN), "--dashboard", "99999", str(a), str(b)],
+                          check=False, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2 and "99999" in done.stderr and tree(b) == {}
