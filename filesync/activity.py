@@ -156,7 +156,7 @@ class Activity:
 
     # ----- reading ------------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
-        """The engine's part of the status document (see ``filesync.status``)."""
+        """The engine's part of the status document (see ``filesync.status_report``)."""
         progress = self.progress() if self._running else None
         with self._lock:
             return {

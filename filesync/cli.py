@@ -10,6 +10,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
@@ -230,7 +231,8 @@ def _check_all(locations: Sequence[Location], options: Options, once: bool) -> R
     return Ok(None)
 
 
-def _prepare(args: argparse.Namespace) -> Result[tuple[list[Location], Options]]:
+def _prepare(args: argparse.Namespace, interactive: bool = True
+             ) -> Result[tuple[list[Location], Options]]:
     """Everything that can fail with exit 2; nothing anywhere is changed before it passes.
 
     ``KeyboardInterrupt`` at the prompt is passed on, with nothing left open.
@@ -246,7 +248,10 @@ def _prepare(args: argparse.Namespace) -> Result[tuple[list[Location], Options]]
         texts += from_file.value
     settings = Settings(ftp_connections=options.value.concurrency.connections,
                         ca_file=args.ca_file,
-                        insecure_tls=args.insecure, interactive=sys.stdin.isatty())
+                        insecure_tls=args.insecure,
+                        interactive=interactive and sys.stdin.isatty())
+    if not texts and not interactive:
+        return Err("no locations given: name two or more")
     opened = _open_all(texts, settings)
     if not opened.ok:
         return opened
@@ -277,10 +282,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         setup_logging(0, None)
         return restore.run(argv[1:], Settings(interactive=sys.stdin.isatty()))
     if argv[:1] == ["status"]:
-        from filesync import status  # noqa: PLC0415 - a sync run does not need it
+        from filesync import status_report  # noqa: PLC0415 - a sync run does not need it
 
         setup_logging(-1, None)
-        return status.run(argv[1:], Settings(interactive=sys.stdin.isatty()))
+        return status_report.run(argv[1:], Settings(interactive=sys.stdin.isatty()))
     if argv[:1] == ["check"]:
         from filesync import check  # noqa: PLC0415 - a sync run does not need it
 
@@ -305,12 +310,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not profile.ok:
         log.error("%s", profile.message)
         return EXIT_USAGE
-    dashboard = _dashboard_address(args)
-    if not dashboard.ok:
-        log.error("%s", dashboard.message)
-        return EXIT_USAGE
     try:
-        prepared = _prepare(args)
+        prepared = prepare_run(args)
     except KeyboardInterrupt:
         print(file=sys.stdout)
         log.error("stopped at the prompt (Ctrl+C); nothing was synced")
@@ -318,20 +319,47 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not prepared.ok:
         log.error("%s", prepared.message)
         return EXIT_USAGE
+    run = prepared.value
+    stop = threading.Event()
+    _install_signal_handlers(stop)
+    try:
+        return run_set(run.locations, run.options, run.state_path, run.once, stop,
+                       progress_line=not args.quiet, dashboard=run.dashboard)
+    finally:
+        for location in run.locations:
+            location.close()
+
+
+@dataclass
+class PreparedRun:
+    """A run whose every argument and location was checked (nothing changed yet)."""
+
+    locations: list[Location]
+    options: Options
+    state_path: Path
+    once: bool
+    dashboard: tuple[str, int] | None
+
+
+def prepare_run(args: argparse.Namespace, interactive: bool = True) -> Result[PreparedRun]:
+    """Check everything that fails with exit status 2 and open the locations.
+
+    The caller closes the locations. Without ``interactive`` nothing is asked for (the
+    Python API): no location prompt, no password prompt.
+    """
+    dashboard = _dashboard_address(args)
+    if not dashboard.ok:
+        return dashboard
+    prepared = _prepare(args, interactive)
+    if not prepared.ok:
+        return prepared
     locations, options = prepared.value
     keys = [loc.key for loc in locations]
     state_path = Path(os.path.expanduser(args.state)) if args.state else default_state_path(keys)
     if state_path.is_dir():
-        log.error("--state %s is a folder; give the path of a state file (it is created when "
-                  "missing), e.g. %s", state_path, state_path / "filesync.sqlite")
         for location in locations:
             location.close()
-        return EXIT_USAGE
-    stop = threading.Event()
-    _install_signal_handlers(stop)
-    try:
-        return run_set(locations, options, state_path, args.once or args.dry_run, stop,
-                       progress_line=not args.quiet, dashboard=dashboard.value)
-    finally:
-        for location in locations:
-            location.close()
+        return Err(f"--state {state_path} is a folder; give the path of a state file (it is "
+                   f"created when missing), e.g. {state_path / 'filesync.sqlite'}")
+    return Ok(PreparedRun(locations, options, state_path, args.once or args.dry_run,
+                          dashboard.value))
