@@ -95,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rescan", type=_number(1, 86400), default=300.0, metavar="SECONDS",
                         help="with file events, still list every location in full this "
                              "often, to catch what events missed, 1 to 86400 (default: 300)")
+    parser.add_argument("--checksum", action="store_true",
+                        help="compare files by SHA-256 content instead of size and time "
+                             "(reads every file each round, like rsync -c)")
     parser.add_argument("--state", metavar="PATH",
                         help="state file (default: one per set of locations under "
                              "$XDG_STATE_HOME/filesync or ~/.local/state/filesync)")
@@ -195,6 +198,7 @@ def _options(args: argparse.Namespace) -> Result[Options]:
                       keep_versions=args.keep_versions, keep_days=args.keep_days,
                       max_delete=args.max_delete, force=args.force,
                       lease_ttl=args.lease_ttl, poll=args.poll, rescan=args.rescan,
+                      checksum=args.checksum,
                       watching=not (args.once or args.dry_run),
                       bwlimit=None if bwlimit is None else bwlimit.value))
 

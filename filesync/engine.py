@@ -62,6 +62,8 @@ class Options:
     poll: bool = False
     #: With OS events, list every location in full this often anyway (seconds).
     rescan: float = DEFAULT_RESCAN
+    #: ``--checksum``: decide equality by SHA-256, reading every file each round.
+    checksum: bool = False
     #: ``--bwlimit``: bytes per second for all transfers together; None: unlimited.
     bwlimit: float | None = None
 
@@ -277,7 +279,8 @@ class Engine:
                            None if paths is None else list(paths), self.options.one_way,
                            self.options.excludes.excluded if self.options.excludes else None,
                            self.options.conflict,
-                           {key: loc.name_problem for key, loc in self.locations.items()})
+                           {key: loc.name_problem for key, loc in self.locations.items()},
+                           self.options.checksum)
         result = plan(inputs)
         if result.hash_requests:
             log.debug("comparing content of %d files by SHA-256", len(result.hash_requests))

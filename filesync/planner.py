@@ -102,6 +102,8 @@ class PlanInput:
     conflict_policy: str = "newest"
     #: Per location: why it cannot hold a name (``Location.name_problem``), None if it can.
     name_problems: Mapping[str, Callable[[str], str | None]] = field(default_factory=dict)
+    #: ``--checksum``: files are equal when their SHA-256 are, whatever size+mtime say.
+    checksum: bool = False
 
 
 _CURRENT, _BEHIND, _CHANGED = "current", "behind", "changed"
@@ -150,6 +152,29 @@ class _PathPlanner:
             self.status[key] = status
             if status == _CHANGED and (record is None or record.gen != self.gen):
                 self.stale.add(key)
+        if self.inputs.checksum:
+            self._check_content()
+
+    def _check_content(self) -> None:
+        """``--checksum``: a file that looks unchanged but holds other content changed.
+
+        The reference is the agreed content's hash, or (when none was ever taken) the
+        first unchanged copy's, in the locations' order.
+        """
+        agreed = self.agreed
+        reference = agreed.sha256 if agreed is not None and not agreed.deleted else None
+        for key in self.present:
+            entry = self.current[key]
+            if self.status[key] != _CURRENT or entry is None or entry.is_dir or not entry.size:
+                continue
+            digest = self.inputs.hashes.get((key, self.path))
+            if digest is None:
+                self.plan.hash_requests.add((key, self.path))
+                self.pending = True
+            elif reference is None:
+                reference = digest
+            elif digest != reference:
+                self.status[key] = _CHANGED
 
     # ----- content comparison -------------------------------------------------------------
     def _hash(self, key: str) -> str | None:
@@ -186,7 +211,8 @@ class _PathPlanner:
         gen_a, gen_b = self._known_gen(key_a), self._known_gen(key_b)
         if gen_a is not None and gen_a == gen_b:
             return True
-        if gen_a is None and gen_b is None and entry_a.mtime_ns == entry_b.mtime_ns:
+        if (gen_a is None and gen_b is None and entry_a.mtime_ns == entry_b.mtime_ns
+                and not self.inputs.checksum):
             return True
         hash_a, hash_b = self._hash(key_a), self._hash(key_b)
         if hash_a is not None and hash_b is not None:
@@ -237,7 +263,9 @@ class _PathPlanner:
                 sha = self.agreed.sha256
             agreed = Agreed(gen, False, winner.is_dir, winner.size, winner.mtime_ns, sha)
         unchanged = (not actions and not forget and gen == self.gen
-                     and all(self.state.records.get(k) == r for k, r in holders.items()))
+                     and all(self.state.records.get(k) == r for k, r in holders.items())
+                     and (self.agreed is None or sha == self.agreed.sha256
+                          or not self.inputs.checksum))
         if unchanged:
             return None
         return Decision(self.path, agreed, holders, actions, forget,
@@ -261,6 +289,15 @@ class _PathPlanner:
         agreed = Agreed(gen, False, winner.is_dir, winner.size, winner.mtime_ns, conflict=True)
         return Decision(self.path, agreed, holders, [], forget, [], winner_key)
 
+    def _remember_hash(self, holder: str | None) -> Decision | None:
+        """``--checksum`` found the agreed content's hash unknown: record it (no action)."""
+        entry = self.current.get(holder) if holder is not None else None
+        if (not self.inputs.checksum or holder is None or entry is None or entry.is_dir
+                or self.agreed is None or self.agreed.sha256 is not None
+                or (holder, self.path) not in self.inputs.hashes):
+            return None
+        return self.converge(holder, entry, self.gen, set())
+
     def decide_two_way(self) -> Decision | None:
         changed = [k for k in self.present if self.status[k] == _CHANGED]
         holder = next((k for k in self.present if self.status[k] == _CURRENT), None)
@@ -270,7 +307,7 @@ class _PathPlanner:
             return None
         if not changed:
             if all(self.status[k] == _CURRENT for k in self.present):
-                return None
+                return self._remember_hash(holder)
             if self.agreed is None or self.agreed.deleted:
                 return self.converge(None, None, self.gen, set())
             if holder is None or self.current[holder] is None:
@@ -355,13 +392,15 @@ def plan(inputs: PlanInput) -> Plan:
             is_dir = sample.is_dir if sample else bool(state.agreed and state.agreed.is_dir)
             if excluded(path, is_dir):
                 continue
-        if _in_sync(state, present, current, inputs.tolerance_ns):
+        if not inputs.checksum and _in_sync(state, present, current, inputs.tolerance_ns):
             continue
         present = _holdable(inputs, result, path, present, current)
         if len(present) < 2:
             continue
         planner = _PathPlanner(inputs, result, path, state, present, current)
         planner.classify()
+        if planner.pending:
+            continue  # --checksum: decided once the hashes it asked for are known
         decision = planner.decide_one_way() if inputs.one_way else planner.decide_two_way()
         if decision is not None:
             result.decisions.append(decision)
