@@ -153,7 +153,9 @@ def prune(location: Location, keep: int, keep_days: float, now: dt.datetime) -> 
     if errors:
         return Err(f"{len(errors)} old versions could not be deleted, e.g. {errors[0]}")
     if doomed:
-        log.info("pruned %d old versions in %s", len(doomed), location.display)
+        log.info("pruned %d old %s in %s (--keep-versions %d, --keep-days %g)", len(doomed),
+                 "version" if len(doomed) == 1 else "versions", location.display, keep,
+                 keep_days)
     return Ok(len(doomed))
 
 

@@ -270,3 +270,17 @@ def test_dashboard_needs_watch_mode_and_a_good_address(tmp_path):
     done = subprocess.run([sys.executable, str(MAIN), "--dashboard", "99999", str(a), str(b)],
                           check=False, capture_output=True, text=True, timeout=30)
     assert done.returncode == 2 and "99999" in done.stderr and tree(b) == {}
+
+
+def test_pruning_old_versions_is_logged_without_verbose(tmp_path):
+    a, b, state = pair(tmp_path, {"x.txt": "0"})
+    for round_number in range(1, 4):
+        done = sync_process(tmp_path, "--keep-versions", "1", "--state", str(state), str(a),
+                            str(b))
+        assert done.returncode == 0, done.stderr
+        write(a / "x.txt", "edit " * round_number)
+    done = sync_process(tmp_path, "--keep-versions", "1", "--state", str(state), str(a),
+                        str(b))
+    assert done.returncode == 0, done.stderr
+    assert re.search(rf"pruned 1 old version in folder:{re.escape(str(b))} "
+                     r"\(--keep-versions 1, --keep-days 30\)", done.stderr), done.stderr
