@@ -29,6 +29,9 @@ log = logging.getLogger("filesync")
 VERSION = 1
 #: How many of the latest actions the snapshot keeps.
 RECENT = 50
+#: At most this many pending actions are kept (a big round's whole plan would not fit the
+#: run file rewritten every second).
+PENDING_SHOWN = 1000
 #: While a round is applied, the run file is saved this often (seconds).
 SAVE_EVERY = 1.0
 

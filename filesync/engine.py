@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from filesync.activity import Activity, LocationView, action_view
+from filesync.activity import PENDING_SHOWN, Activity, LocationView, action_view
 from filesync.concurrency import Concurrency, parallel_map
 from filesync.eventwatch import DEFAULT_RESCAN, make_watcher
 from filesync.excludes import Excludes
@@ -376,11 +376,11 @@ class Engine:
         self.guard.record(current_plan, time.monotonic())
         self.hubs.intend(current_plan)
         actions = current_plan.actions()
-        self.activity.pending([action_view(action) for action in actions])
+        self.activity.pending([action_view(action) for action in actions[:PENDING_SHOWN]])
         outcome = self.executor.apply(current_plan)
         failed = {(failure.location, failure.path) for failure in outcome.failures}
         self.activity.pending([action_view(action) for action in actions
-                               if (action.target, action.path) in failed])
+                               if (action.target, action.path) in failed][:PENDING_SHOWN])
         self.hubs.wrote(current_plan, self.executor.applied)
         self._acknowledge(self.executor.applied)
         self._acknowledge(_recorded_holders(current_plan, listings))
