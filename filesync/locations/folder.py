@@ -140,28 +140,33 @@ class FolderLocation(Location):
         except OSError as exc:
             return self._fail("list", "", exc)
         stack: list[tuple[str, Iterator[os.DirEntry[str]]]] = [("", root_iter)]
+        # The loop runs once per file: names are looked up locally, the temporary-name
+        # pattern only tried on names that start like one, and the permission bits taken
+        # with a mask (what ``stat.S_IMODE`` does) instead of a call.
+        make_entry, temp_match, temps = Entry, TEMP_NAME.match, listing.temps
         while stack:
             prefix, iterator = stack.pop()
             with iterator:  # type: ignore[attr-defined]  # a ScandirIterator
                 for item in iterator:
-                    rel = prefix + item.name
+                    name = item.name
+                    rel = prefix + name
                     try:
                         if item.is_dir(follow_symlinks=False):
                             if skip_dir(rel):
                                 continue
-                            entries[rel] = Entry(rel, True)
+                            entries[rel] = make_entry(rel, True)
                             try:
                                 stack.append((rel + "/", os.scandir(item.path)))
                             except OSError as exc:
                                 listing.skip(rel, _reason("cannot list the folder", exc))
                             continue
                         if item.is_file(follow_symlinks=False):
-                            if TEMP_NAME.match(item.name):
-                                listing.temps.append(rel)
+                            if name.startswith(".filesync-") and temp_match(name):
+                                temps.append(rel)
                                 continue
                             info = item.stat(follow_symlinks=False)
-                            entries[rel] = Entry(rel, False, info.st_size, info.st_mtime_ns,
-                                                 st.S_IMODE(info.st_mode))
+                            entries[rel] = make_entry(rel, False, info.st_size, info.st_mtime_ns,
+                                                      info.st_mode & 0o7777)
                         elif item.is_symlink():
                             listing.skip(rel, "a symbolic link (links are not followed)")
                         else:
