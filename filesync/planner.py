@@ -471,14 +471,14 @@ def _not_in_sync(inputs: PlanInput, listings: Mapping[str, Listing | None],
             continue
         records, gen = state.records, agreed.gen  # type: ignore[union-attr]
         for entry_at, key, tolerance in sides:
+            # ``_matches``, with the call to abs() only for times that differ at all.
             entry, record = entry_at(path), records.get(key)
-            if entry is None or record is None or record.gen != gen:
+            if (entry is None or record is None or record.gen != gen
+                    or entry.is_dir != record.is_dir):
                 break
-            if entry.is_dir or record.is_dir:
-                if entry.is_dir != record.is_dir:
-                    break
-            elif (entry.size != record.size
-                    or abs(entry.mtime_ns - record.mtime_ns) > tolerance):
+            if not entry.is_dir and (
+                    entry.size != record.size or (entry.mtime_ns != record.mtime_ns and abs(
+                        entry.mtime_ns - record.mtime_ns) > tolerance)):
                 break
         else:
             continue
