@@ -15,12 +15,15 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
+from filesync.gcpause import gc_paused
 from filesync.model import CONFLICT_COPY, DOUBTED_MTIME_NS, Agreed, PathState, Record
 from filesync.result import Err, Ok, Result
 
 SCHEMA_VERSION = "1"
 #: Starts a stored name that is not valid UTF-8 (see ``_store``); no real name holds a NUL.
 _ESCAPED = "\x00"
+#: Stored 0/1 flags as bools, by indexing (cheaper than a ``bool()`` call per row).
+_FLAGS = (False, True)
 #: Inside ``StateStore.batch()``, records are committed at least this often.
 BATCH_SECONDS = 0.1
 _SCHEMA = """
@@ -322,34 +325,40 @@ class StateStore:
     def load(self, paths: Iterable[str] | None = None) -> dict[str, PathState]:
         """The stored base of every path, or of ``paths`` only."""
         states: dict[str, PathState] = {}
-        if paths is None:
-            version_rows = self._db.execute("SELECT * FROM versions")
-            record_rows = self._db.execute("SELECT * FROM records")
-            self._fill(states, version_rows, record_rows)
-            return states
-        wanted = [_store(path) for path in paths]
-        for start in range(0, len(wanted), 500):
-            chunk = wanted[start:start + 500]
-            marks = ",".join("?" * len(chunk))
-            self._fill(states,
-                       self._db.execute(f"SELECT * FROM versions WHERE path IN ({marks})", chunk),
-                       self._db.execute(f"SELECT * FROM records WHERE path IN ({marks})", chunk))
+        # A full load builds a few objects per stored path; see ``filesync.gcpause``.
+        with gc_paused():
+            if paths is None:
+                version_rows = self._db.execute("SELECT * FROM versions")
+                record_rows = self._db.execute("SELECT * FROM records")
+                self._fill(states, version_rows, record_rows)
+                return states
+            wanted = [_store(path) for path in paths]
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start:start + 500]
+                marks = ",".join("?" * len(chunk))
+                self._fill(
+                    states,
+                    self._db.execute(f"SELECT * FROM versions WHERE path IN ({marks})", chunk),
+                    self._db.execute(f"SELECT * FROM records WHERE path IN ({marks})", chunk))
         return states
 
     def _fill(self, states: dict[str, PathState], version_rows: Iterable[tuple],
               record_rows: Iterable[tuple]) -> None:
-        # Escaped names are rare: test for the escape inline, without a call per row.
+        # Runs once per stored row: escaped names are rare, so the escape is tested inline
+        # without a call per row, and flags become bools by indexing instead of ``bool()``.
+        flag = _FLAGS
         for stored, gen, deleted, is_dir, size, mtime_ns, sha, conflict in version_rows:
             path = _load(stored) if stored[:1] == _ESCAPED else stored
-            states[path] = PathState(Agreed(gen, bool(deleted), bool(is_dir), size,
-                                             mtime_ns, sha, bool(conflict)))
+            states[path] = PathState(Agreed(gen, flag[deleted], flag[is_dir], size, mtime_ns,
+                                            sha, flag[conflict]), {})
         keys = self._keys
+        get_state = states.get
         for stored, location, gen, is_dir, size, mtime_ns in record_rows:
             path = _load(stored) if stored[:1] == _ESCAPED else stored
-            state = states.get(path)
+            state = get_state(path)
             if state is None:
-                state = states[path] = PathState()
-            state.records[keys[location]] = Record(gen, bool(is_dir), size, mtime_ns)
+                state = states[path] = PathState(None, {})
+            state.records[keys[location]] = Record(gen, flag[is_dir], size, mtime_ns)
 
     # ----- writing ------------------------------------------------------------------------
     def set_agreed(self, path: str, agreed: Agreed, holders: dict[str, Record]) -> None:

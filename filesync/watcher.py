@@ -149,7 +149,15 @@ class Watcher(threading.Thread):
 
 
 def _differences(old: dict[str, Entry], new: dict[str, Entry]) -> list[str]:
-    """Paths created, deleted or modified between two listings (set algebra, as in watchdog)."""
-    changed = [path for path, entry in new.items() if old.get(path) != entry]
+    """Paths created, deleted or modified between two listings (set algebra, as in watchdog).
+
+    Runs over every path at every poll: the comparison of ``Entry.__eq__`` is written out
+    inline (no call per path), the cheapest and likeliest differences first.
+    """
+    get = old.get
+    changed = [path for path, entry in new.items()
+               if (was := get(path)) is None or was.mtime_ns != entry.mtime_ns
+               or was.size != entry.size or was.is_dir != entry.is_dir
+               or was.path != entry.path]
     changed += [path for path in old.keys() - new.keys()]
     return changed

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import BinaryIO, ClassVar, Protocol
 
 from filesync.excludes import Excludes
+from filesync.gcpause import gc_paused
 from filesync.locations.capabilities import Capabilities
 from filesync.model import (
     ANY,
@@ -26,6 +27,7 @@ from filesync.model import (
     Entry,
     Listing,
     Unchecked,
+    all_plain,
     is_reserved,
     unsafe_reason,
 )
@@ -296,8 +298,14 @@ class Location(ABC):
     # ----- shared logic -----------------------------------------------------------------
     def list(self, excludes: Excludes) -> Result[Listing]:
         """Scan and drop excluded, reserved and unsafe names (each unsafe one is a warning)."""
+        with gc_paused():
+            return self._filtered_listing(excludes)
+
+    def _filtered_listing(self, excludes: Excludes) -> Result[Listing]:
+        has_excludes = bool(excludes)
+
         def skip(path: str) -> bool:
-            return path == RESERVED_DIR or (bool(excludes) and excludes.dir_excluded(path))
+            return path == RESERVED_DIR or (has_excludes and excludes.dir_excluded(path))
 
         result = self.scan(skip)
         if not result.ok:
@@ -306,21 +314,30 @@ class Location(ABC):
         if not marked.ok:
             return marked
         listing = result.value
-        kept: dict[str, Entry] = {}
-        maybe_unsafe = (MAYBE_UNSAFE_POSIX if self.capabilities.posix_names
-                        else MAYBE_UNSAFE).search
-        for path, entry in listing.entries.items():
-            if is_reserved(path) or (excludes and excludes.excluded(path, entry.is_dir)):
+        entries = listing.entries
+        posix = self.capabilities.posix_names
+        maybe_unsafe = (MAYBE_UNSAFE_POSIX if posix else MAYBE_UNSAFE).search
+        # Usually no name at all may be reserved or unsafe (one search over all of them
+        # says so); else a pass finds the few that may, and only those get the full checks.
+        suspects = [] if all_plain(entries, posix) else [
+            path for path in entries if RESERVED_DIR in path or maybe_unsafe(path)]
+        if has_excludes:
+            excluded = excludes.excluded
+            for path in [path for path, entry in entries.items()
+                         if excluded(path, entry.is_dir)]:
+                del entries[path]
+        for path in suspects:
+            if path not in entries:
+                continue  # excluded
+            if is_reserved(path):
+                del entries[path]
                 continue
-            if maybe_unsafe(path):
-                reason = unsafe_reason(path, self.capabilities.posix_names)
-                if reason:
-                    listing.skip(path, f"unsafe name ({reason})")
-                    continue
-            kept[path] = entry
-        listing.entries = kept
+            reason = unsafe_reason(path, posix) if maybe_unsafe(path) else None
+            if reason:
+                listing.skip(path, f"unsafe name ({reason})")
+                del entries[path]
         for path, reason in sorted(listing.skipped.items()):
-            if excludes and (excludes.excluded(path, False) or excludes.excluded(path, True)):
+            if has_excludes and (excludes.excluded(path, False) or excludes.excluded(path, True)):
                 del listing.skipped[path]
                 listing.blind.discard(path)
                 continue

@@ -130,44 +130,32 @@ class FolderLocation(Location):
 
     # ----- listing ------------------------------------------------------------------------
     def scan(self, skip_dir: Callable[[str], bool]) -> Result[Listing]:
-        """Walk the tree without following symlinks; unreadable subtrees become blind."""
+        """Walk the tree without following symlinks; unreadable subtrees become blind.
+
+        One folder is open at a time (a wide tree cannot run out of file descriptors),
+        and files are looked at relative to their folder's descriptor where the system
+        allows it, so the kernel resolves one name per file, not its whole path.
+        """
         listing = Listing()
-        entries = listing.entries
         try:
-            root_iter = os.scandir(self.root)
+            opened = _open_dir(str(self.root), follow=True)
         except (FileNotFoundError, NotADirectoryError):
             return self._missing_root()
         except OSError as exc:
             return self._fail("list", "", exc)
-        stack: list[tuple[str, Iterator[os.DirEntry[str]]]] = [("", root_iter)]
-        while stack:
-            prefix, iterator = stack.pop()
-            with iterator:  # type: ignore[attr-defined]  # a ScandirIterator
-                for item in iterator:
-                    rel = prefix + item.name
-                    try:
-                        if item.is_dir(follow_symlinks=False):
-                            if skip_dir(rel):
-                                continue
-                            entries[rel] = Entry(rel, True)
-                            try:
-                                stack.append((rel + "/", os.scandir(item.path)))
-                            except OSError as exc:
-                                listing.skip(rel, _reason("cannot list the folder", exc))
-                            continue
-                        if item.is_file(follow_symlinks=False):
-                            if TEMP_NAME.match(item.name):
-                                listing.temps.append(rel)
-                                continue
-                            info = item.stat(follow_symlinks=False)
-                            entries[rel] = Entry(rel, False, info.st_size, info.st_mtime_ns,
-                                                 st.S_IMODE(info.st_mode))
-                        elif item.is_symlink():
-                            listing.skip(rel, "a symbolic link (links are not followed)")
-                        else:
-                            listing.skip(rel, "not a regular file")
-                    except OSError as exc:
-                        listing.skip(rel, _reason("cannot read it", exc))
+        pending: list[str] = []
+        prefix = ""
+        while True:
+            _scan_dir(opened, prefix, skip_dir, listing, pending)
+            while pending:
+                prefix = pending.pop()
+                try:
+                    opened = _open_dir(self._prefix + prefix, follow=False)
+                    break
+                except OSError as exc:
+                    listing.skip(prefix[:-1], _reason("cannot list the folder", exc))
+            else:
+                break
         return Ok(listing)
 
     def stat(self, path: str) -> Result[Entry | None]:
@@ -369,6 +357,66 @@ class FolderLocation(Location):
                 return Err(f"cannot delete folder {path!r} in {self.display}: it is not empty")
             return self._fail("delete folder", path, exc)
         return Ok(None)
+
+
+#: Folders are opened as descriptors (``os.scandir(fd)``) where the system allows it.
+_SCANDIR_FD = os.scandir in os.supports_fd
+_DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def _open_dir(path: str, follow: bool) -> tuple[int | None, Iterator[os.DirEntry[str]]]:
+    """Open the folder ``path`` for listing: its descriptor (if any) and an iterator.
+
+    Only the root may be reached through a symlink (``follow``); a sub-folder replaced by
+    a link since it was seen fails to open instead of being listed through the link.
+    """
+    if not _SCANDIR_FD:
+        return None, os.scandir(path)
+    fd = os.open(path, _DIR_FLAGS | (0 if follow else _NOFOLLOW))
+    try:
+        return fd, os.scandir(fd)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _scan_dir(opened: tuple[int | None, Iterator[os.DirEntry[str]]], prefix: str,
+              skip_dir: Callable[[str], bool], listing: Listing, pending: list[str]) -> None:
+    """List one open folder into ``listing`` (closing it); sub-folders go to ``pending``.
+
+    Runs once per file: names are looked up locally, the temporary-name pattern only tried
+    on names that start like one, and the permission bits taken with a mask (what
+    ``stat.S_IMODE`` does) instead of a call.
+    """
+    fd, iterator = opened
+    entries, temps, make_entry, temp_match = listing.entries, listing.temps, Entry, TEMP_NAME.match
+    try:
+        with iterator:  # type: ignore[attr-defined]  # a ScandirIterator
+            for item in iterator:
+                name = item.name
+                rel = prefix + name
+                try:
+                    if item.is_dir(follow_symlinks=False):
+                        if not skip_dir(rel):
+                            entries[rel] = make_entry(rel, True)
+                            pending.append(rel + "/")
+                        continue
+                    if item.is_file(follow_symlinks=False):
+                        if name.startswith(".filesync-") and temp_match(name):
+                            temps.append(rel)
+                            continue
+                        info = item.stat(follow_symlinks=False)
+                        entries[rel] = make_entry(rel, False, info.st_size, info.st_mtime_ns,
+                                                  info.st_mode & 0o7777)
+                    elif item.is_symlink():
+                        listing.skip(rel, "a symbolic link (links are not followed)")
+                    else:
+                        listing.skip(rel, "not a regular file")
+                except OSError as exc:
+                    listing.skip(rel, _reason("cannot read it", exc))
+    finally:
+        if fd is not None:
+            os.close(fd)
 
 
 def _reason(what: str, exc: OSError) -> str:
