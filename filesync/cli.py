@@ -17,7 +17,6 @@ from types import FrameType
 from filesync import __version__
 from filesync.cli_input import check_group, open_each, prompt_locations
 from filesync.concurrency import Concurrency
-from filesync.dashboard import parse_address
 from filesync.engine import Options
 from filesync.excludes import build_excludes, read_list_file
 from filesync.locations import Location, Settings
@@ -274,6 +273,8 @@ def _dashboard_address(args: argparse.Namespace) -> Result[tuple[str, int] | Non
     if args.once or args.dry_run:
         return Err("--dashboard shows a running watcher: leave out --once and --dry-run (for "
                    "a one-off look, python main.py status --json gives the same document)")
+    from filesync.dashboard import parse_address  # noqa: PLC0415 - http.server on demand
+
     return parse_address(args.dashboard)
 
 

@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from filesync.activity import Activity, LocationView
-from filesync.dashboard import Dashboard
 from filesync.engine import Engine, Options
 from filesync.locations import Location
 from filesync.progress import ProgressDisplay
@@ -48,6 +47,8 @@ def run_set(locations: Sequence[Location], options: Options, state_path: Path, o
             log.error("%s", locked.message)
             return EXIT_USAGE
         if dashboard is not None:
+            from filesync.dashboard import Dashboard  # noqa: PLC0415 - http.server on demand
+
             server = Dashboard(dashboard, activity.document)
             started = server.start()
             if not started.ok:
