@@ -173,8 +173,13 @@ def test_machines_watching_at_once_converge(machines: list[Machine], hub: Hub):
             write(m2.folder / "sub" / f"from-m2-{n}.txt", f"m2 {n}")
             write(m3.folder / "common.txt", f"m3 edit {n}")
             time.sleep(0.2)
-        wait_for(lambda: len(m1.files()) == 12 and m1.files() == m2.files() == m3.files(),
-                 90, "three watching machines to converge")
+        try:
+            wait_for(lambda: len(m1.files()) == 12 and m1.files() == m2.files() == m3.files(),
+                     90, "three watching machines to converge")
+        except AssertionError:
+            report = "\n".join(f"--- {m.name}: {sorted(m.files())}\n{m.output()[-4000:]}"
+                                for m in machines)
+            raise AssertionError(f"not converged:\n{report}") from None
         assert m2.files()["common.txt"] == "m3 edit 4"
         (m2.folder / "from-m1-0.txt").unlink()
         converged(m1, m2, m3)
