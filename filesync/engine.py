@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from filesync import guards
 from filesync.activity import PENDING_SHOWN, Activity, LocationView, action_view
 from filesync.concurrency import Concurrency, parallel_map
 from filesync.eventwatch import DEFAULT_RESCAN, make_watcher
@@ -356,8 +357,10 @@ class Engine:
             return report  # the command line prints the plan
         if not self.options.force:
             self.paused.hold(current_plan, paths)
+            # Counting every location's files costs a pass over all paths: only when needed.
             refusals = self.guard.problems(current_plan, self.store.file_counts(),
-                                           time.monotonic(), _file_counts(listings))
+                                           time.monotonic(), _file_counts(listings)
+                                           ) if guards.deletes(current_plan) else []
             for refusal in refusals:
                 log.error("%s", refusal)
             self.stats.refusals += bool(refusals)

@@ -124,6 +124,11 @@ def _deletions(plan: Plan) -> dict[str, int]:
     return deletions
 
 
+def deletes(plan: Plan) -> bool:
+    """True when ``plan`` deletes a file or folder anywhere (the guard has work then)."""
+    return any(_deletes(decision) for decision in plan.decisions)
+
+
 def _deletes(decision: Decision) -> bool:
     return any(action.op in (Op.DELETE, Op.RMDIR) for action in decision.actions)
 
