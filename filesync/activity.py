@@ -250,6 +250,15 @@ def pid_alive(pid: object) -> bool:
     return True
 
 
+def conflict_views(found: Sequence[tuple[str, list[str], bool]]) -> list[dict[str, Any]]:
+    """``StateStore.conflicts()`` as the status document lists them, with what to do."""
+    return [{"path": path, "locations": keys,
+             "detail": "changed in several locations; left alone until you change or delete "
+                       "one of the copies" if manual else
+                       "the losing edit, kept by --conflict keep-both; merge it, then delete it"}
+            for path, keys, manual in found]
+
+
 def action_view(action: Action) -> dict[str, Any]:
     """An action as the status document lists it (``pending``)."""
     return {"op": action.op.name.lower(), "path": action.path, "source": action.source,

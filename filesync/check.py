@@ -20,7 +20,7 @@ from filesync.concurrency import parallel_map
 from filesync.excludes import build_excludes
 from filesync.locations import Location, Settings
 from filesync.model import Entry
-from filesync.profiles import read_location_file
+from filesync.profiles import given_locations
 from filesync.result import Result
 
 log = logging.getLogger("filesync")
@@ -58,13 +58,11 @@ def run(argv: Sequence[str], settings: Settings, out: TextIO | None = None) -> i
         args = build_parser().parse_intermixed_args(argv)
     except SystemExit as exc:  # --help, or a bad argument (already explained)
         return exc.code if isinstance(exc.code, int) else 2
-    texts = list(args.locations)
-    if args.file:
-        listed = read_location_file(args.file)
-        if not listed.ok:
-            log.error("%s", listed.message)
-            return 2
-        texts += listed.value
+    listed = given_locations(args)
+    if not listed.ok:
+        log.error("%s", listed.message)
+        return 2
+    texts = listed.value
     excludes = build_excludes(args.exclude)
     if not excludes.ok:
         log.error("%s", excludes.message)

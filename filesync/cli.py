@@ -21,7 +21,7 @@ from filesync.engine import Options
 from filesync.excludes import build_excludes, read_list_file
 from filesync.locations import Location, Settings
 from filesync.logsetup import LOG_FORMATS, setup_logging
-from filesync.profiles import profile_arguments, read_location_file
+from filesync.profiles import given_locations, profile_arguments
 from filesync.result import Err, ErrorKind, Ok, Result
 from filesync.runner import EXIT_USAGE, run_set
 from filesync.state import default_state_path
@@ -243,12 +243,10 @@ def _prepare(args: argparse.Namespace, interactive: bool = True
     options = _options(args)
     if not options.ok:
         return options
-    texts: list[str] = list(args.locations)
-    if args.file:
-        from_file = read_location_file(args.file)
-        if not from_file.ok:
-            return from_file
-        texts += from_file.value
+    given = given_locations(args)
+    if not given.ok:
+        return given
+    texts = given.value
     settings = Settings(ftp_connections=options.value.concurrency.connections,
                         ca_file=args.ca_file,
                         insecure_tls=args.insecure,

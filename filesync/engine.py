@@ -5,14 +5,19 @@ from __future__ import annotations
 import dataclasses
 import logging
 import queue
-import re
 import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from filesync import guards
-from filesync.activity import PENDING_SHOWN, Activity, LocationView, action_view
+from filesync.activity import (
+    PENDING_SHOWN,
+    Activity,
+    LocationView,
+    action_view,
+    conflict_views,
+)
 from filesync.concurrency import Concurrency, parallel_map
 from filesync.eventwatch import DEFAULT_RESCAN, make_watcher
 from filesync.excludes import Excludes
@@ -27,7 +32,7 @@ from filesync.report import brief, difference
 from filesync.result import Err, ErrorKind, Result
 from filesync.state import StateStore
 from filesync.transfers import Progress, RateLimit
-from filesync.versions import list_versions, version_path
+from filesync.versions import list_versions, location_labels, version_path
 from filesync.watcher import EventKind, Watcher, WatchEvent
 
 log = logging.getLogger("filesync")
@@ -316,12 +321,7 @@ class Engine:
         """Tell the activity (and, in watch mode, the log) what a round did."""
         conflicts = self.store.conflicts()
         self.stats.unresolved = done.unresolved = sum(manual for _, _, manual in conflicts)
-        self.activity.conflicts([
-            {"path": path, "locations": keys,
-             "detail": "changed in several locations; left alone until you change or delete "
-                       "one of the copies" if manual else
-                       "the losing edit, kept by --conflict keep-both; merge it, then delete "
-                       "it"} for path, keys, manual in conflicts])
+        self.activity.conflicts(conflict_views(conflicts))
         if report.refused:
             result = "refused"
         elif report.interrupted:
@@ -545,23 +545,6 @@ def _recorded_holders(current: Plan, listings: dict[str, Listing | None]
             if entry is not None:
                 held.setdefault(key, {})[decision.path] = entry
     return held
-
-
-def location_labels(locations: Sequence[Location]) -> dict[str, str]:
-    """Short, file-name-safe names for locations (used in conflict copy names)."""
-    labels: dict[str, str] = {}
-    for location in locations:
-        local = location.local_path()
-        base = local.name if local is not None else location.kind
-        label = re.sub(r"[^A-Za-z0-9_-]+", "_", base).strip("_") or location.kind
-        labels[location.key] = label
-    counts: dict[str, int] = {}
-    for label in labels.values():
-        counts[label] = counts.get(label, 0) + 1
-    for index, (key, label) in enumerate(labels.items(), 1):
-        if counts[label] > 1:
-            labels[key] = f"{label}{index}"
-    return labels
 
 
 def _baseline(listing: Listing | None,

@@ -75,6 +75,17 @@ def resolve_location(text: str, base: str, where: str) -> Result[str]:
     return Ok(text)
 
 
+def given_locations(args: argparse.Namespace) -> Result[list[str]]:
+    """A command's locations: its LOCATION arguments, then those of its ``--file`` list."""
+    texts = list(args.locations)
+    if args.file:
+        listed = read_location_file(args.file)
+        if not listed.ok:
+            return listed
+        texts += listed.value
+    return Ok(texts)
+
+
 def read_location_file(path: str) -> Result[list[str]]:
     """The locations listed in the file ``path`` (``--file``), checked and resolved."""
     file = Path(os.path.expanduser(path))

@@ -26,6 +26,7 @@ from filesync.activity import (
     LocationView,
     action_view,
     compose,
+    conflict_views,
     pid_alive,
     read_run_file,
 )
@@ -33,7 +34,7 @@ from filesync.cli_input import open_each
 from filesync.engine import Engine, Options
 from filesync.excludes import build_excludes
 from filesync.locations import Location, Settings
-from filesync.profiles import read_location_file
+from filesync.profiles import given_locations
 from filesync.report import counted, size
 from filesync.result import Err, Ok, Result
 from filesync.runner import lock_held
@@ -74,13 +75,11 @@ def run(argv: Sequence[str], settings: Settings, out: TextIO | None = None) -> i
         args = build_parser().parse_intermixed_args(argv)
     except SystemExit as exc:  # --help, or a bad argument (already explained)
         return exc.code if isinstance(exc.code, int) else 2
-    texts = list(args.locations)
-    if args.file:
-        listed = read_location_file(args.file)
-        if not listed.ok:
-            log.error("%s", listed.message)
-            return 2
-        texts += listed.value
+    listed = given_locations(args)
+    if not listed.ok:
+        log.error("%s", listed.message)
+        return 2
+    texts = listed.value
     if len(texts) == 1 or (not texts and not args.state):
         log.error("status needs the set's locations (two or more), or --state PATH")
         return 2
@@ -127,11 +126,7 @@ def gather(state_path: Path, locations: Sequence[Location],
     store = opened.value
     try:
         if store is not None:
-            snapshot["conflicts"] = [
-                {"path": path, "locations": keys,
-                 "detail": "left alone until one copy is changed or deleted" if manual
-                 else "a conflict copy (--conflict keep-both): merge it, then delete it"}
-                for path, keys, manual in store.conflicts()]
+            snapshot["conflicts"] = conflict_views(store.conflicts())
         if not locations:
             snapshot["locations"] = run_file.get("locations", [])
             return Ok(compose(state_path, snapshot))

@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from filesync.locations.base import Location
@@ -174,3 +174,20 @@ def _remove_empty_folders(location: Location, removed: Iterable[str]) -> None:
             removed_folder = location.rmdir(folder)
             if not removed_folder.ok:
                 log.debug("%s", removed_folder.message)
+
+
+def location_labels(locations: Sequence[Location]) -> dict[str, str]:
+    """Short, file-name-safe names for locations (used in conflict copy names)."""
+    labels: dict[str, str] = {}
+    for location in locations:
+        local = location.local_path()
+        base = local.name if local is not None else location.kind
+        label = re.sub(r"[^A-Za-z0-9_-]+", "_", base).strip("_") or location.kind
+        labels[location.key] = label
+    counts: dict[str, int] = {}
+    for label in labels.values():
+        counts[label] = counts.get(label, 0) + 1
+    for index, (key, label) in enumerate(labels.items(), 1):
+        if counts[label] > 1:
+            labels[key] = f"{label}{index}"
+    return labels
