@@ -292,9 +292,10 @@ class Engine:
             log.debug("comparing content of %d files by SHA-256", len(result.hash_requests))
             inputs.hashes = self.executor.hashes(result.hash_requests)
             result = plan(inputs)
+        left = set(result.unresolved.values())  # conflicts for the user: not errors
         for problem in result.problems:
             log.error("%s", problem)
-            if not problem.startswith("conflict ") and problem not in self._problems:
+            if problem not in left and problem not in self._problems:
                 self._problems.add(problem)
                 self.stats.errors += 1
         return result

@@ -75,6 +75,9 @@ class Plan:
     problems: list[str] = field(default_factory=list)
     #: (location, path) pairs left out because the location cannot hold the name.
     unholdable: set[tuple[str, str]] = field(default_factory=set)
+    #: Paths left in conflict (``--conflict manual``) and their entry in ``problems``
+    #: (reported, but no error: the user resolves them).
+    unresolved: dict[str, str] = field(default_factory=dict)
 
     def actions(self) -> list[Action]:
         """All actions of the plan, in the order they must run."""
@@ -272,6 +275,10 @@ class _PathPlanner:
         return Decision(self.path, agreed, holders, actions, forget,
                         sorted(conflicts, key=self.inputs.order.index), winner_key)
 
+    def _unresolved(self, problem: str) -> None:
+        self.plan.unresolved[self.path] = problem
+        self.plan.problems.append(problem)
+
     def leave_conflict(self, winner: Entry, losers: set[str], winner_key: str) -> Decision:
         """``--conflict manual``: touch nothing, remember each copy, report until resolved.
 
@@ -279,9 +286,8 @@ class _PathPlanner:
         them is the only change, and so resolves the conflict.
         """
         names = ", ".join(sorted({winner_key, *losers}, key=self.inputs.order.index))
-        self.plan.problems.append(
-            f"conflict {self.path}: changed to different content in {names}; left alone "
-            "everywhere until you change (or delete) one of the copies")
+        self._unresolved(f"conflict {self.path}: changed to different content in {names}; "
+                         "left alone everywhere until you change (or delete) one of the copies")
         gen = self.gen + 1
         holders = {k: record_of(e, gen) for k in self.present
                    if (e := self.current[k]) is not None}
@@ -303,8 +309,8 @@ class _PathPlanner:
         changed = [k for k in self.present if self.status[k] == _CHANGED]
         holder = next((k for k in self.present if self.status[k] == _CURRENT), None)
         if not changed and self.agreed is not None and self.agreed.conflict:
-            self.plan.problems.append(
-                f"conflict {self.path}: still unresolved; change (or delete) one of the copies")
+            self._unresolved(f"conflict {self.path}: still unresolved; change (or delete) one "
+                             "of the copies")
             return None
         if not changed:
             if all(self.status[k] == _CURRENT for k in self.present):

@@ -190,6 +190,7 @@ def test_the_summary_counts_refusals_unresolved_conflicts_and_problems(tmp_path)
                         str(tmp_path / "s3.sqlite"), str(e), str(f))
     assert done.returncode == 1
     assert "1 conflict unresolved" in summary_line(done)
+    assert "0 errors" in summary_line(done)  # a conflict for the user is not an error
 
 
 def test_the_summary_counts_a_location_that_went_away(tmp_path, watching):
