@@ -8,8 +8,9 @@ from __future__ import annotations
 import io
 import os
 import queue
+import subprocess
+import sys
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -22,7 +23,7 @@ from filesync.model import Entry
 from filesync.result import ErrorKind, Ok, Result
 from filesync.state import StateStore
 from filesync.watcher import EventKind, Watcher, WatchEvent
-from tests.conftest import tree, write
+from tests.conftest import tree, wait_for, write
 
 T0 = 1_700_000_000
 
@@ -127,23 +128,22 @@ def test_once_on_a_file_still_being_written_exits_1(tmp_path, sync):
     a, b = tmp_path / "a", tmp_path / "b"
     write(a / "steady.txt", "s")
     b.mkdir()
-    stop = threading.Event()
-
-    def keep_writing() -> None:
-        with open(a / "growing.log", "wb") as out:
-            while not stop.is_set():
-                out.write(b"x" * 65536)
-                out.flush()
-                time.sleep(0.001)
-
-    writer = threading.Thread(target=keep_writing)
-    writer.start()
+    growing = a / "growing.log"
+    # The writer is a process of its own: a thread here would share the interpreter lock
+    # with the engine and could be starved through the whole round (then nothing changes
+    # while the engine looks, and exit 0 would be right).
+    writer = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time\n"
+        f"out = open({str(growing)!r}, 'wb')\n"
+        "while True:\n"
+        "    out.write(b'x' * 65536); out.flush(); time.sleep(0.001)\n")])
     try:
-        time.sleep(0.05)
+        wait_for(lambda: growing.exists() and growing.stat().st_size > 1 << 20,
+                 message="the writer to get going")
         code = sync(f"folder:{a}", f"folder:{b}")
     finally:
-        stop.set()
-        writer.join()
+        writer.kill()
+        writer.wait()
     assert code == 1
     assert (b / "steady.txt").read_text() == "s"
 
