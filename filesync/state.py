@@ -184,11 +184,14 @@ class StateStore:
         try:
             db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True,
                                  isolation_level=None)
-            store = cls(db, path, fresh=False)
-            db.execute("SELECT COUNT(*) FROM versions").fetchone()
         except sqlite3.Error as exc:
             return Err(f"cannot read the state file {path}: {exc}")
-        return Ok(store)
+        try:
+            db.execute("SELECT COUNT(*) FROM versions").fetchone()
+            return Ok(cls(db, path, fresh=False))
+        except sqlite3.Error as exc:
+            db.close()
+            return Err(f"cannot read the state file {path}: {exc}")
 
     @staticmethod
     def _connect(path: Path) -> tuple[Result[sqlite3.Connection], bool]:

@@ -124,22 +124,20 @@ def gather(state_path: Path, locations: Sequence[Location],
     if not opened.ok:
         return opened
     store = opened.value
+    settings = dict(run_file.get("settings") or {})
+    if excludes is not None:
+        settings["excludes"] = excludes
     try:
         if store is not None:
             snapshot["conflicts"] = conflict_views(store.conflicts())
-        if not locations:
-            snapshot["locations"] = run_file.get("locations", [])
-            return Ok(compose(state_path, snapshot))
-        settings = dict(run_file.get("settings") or {})
-        if excludes is not None:
-            settings["excludes"] = excludes
-        try:
+        snapshot["locations"] = run_file.get("locations", [])
+        if locations:
             planned = _plan(locations, store, settings)
-        except (sqlite3.Error, OSError) as exc:
-            return Err(f"cannot plan from the state file {state_path}: {exc}")
-        if not planned.ok:
-            return planned
-        snapshot["locations"], snapshot["pending"] = planned.value
+            if not planned.ok:
+                return planned
+            snapshot["locations"], snapshot["pending"] = planned.value
+    except (sqlite3.Error, OSError) as exc:
+        return Err(f"cannot read or plan from the state file {state_path}: {exc}")
     finally:
         if store is not None:
             store.close()

@@ -285,3 +285,13 @@ def test_pruning_old_versions_is_logged_without_verbose(tmp_path):
     assert done.returncode == 0, done.stderr
     assert re.search(rf"pruned 1 old version in folder:{re.escape(str(b))} "
                      r"\(--keep-versions 1, --keep-days 30\)", done.stderr), done.stderr
+
+
+def test_status_on_an_unreadable_state_file_says_so(tmp_path):
+    a, b, state = pair(tmp_path, {"x.txt": "x"})
+    state.write_bytes(b"this is no sqlite database" * 100)
+    done = status(tmp_path, str(a), str(b), "--state", str(state))
+    assert done.returncode == 2, done.stderr
+    assert f"cannot read the state file {state}" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert state.read_bytes().startswith(b"this is no sqlite")  # left as it was
