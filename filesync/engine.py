@@ -1,10 +1,9 @@
-"""The engine: full rounds (plan, then apply) and watch mode (watchers feeding one queue)."""
+"""The engine: full rounds (plan, then apply); ``filesync.watchmode`` runs it in watch mode."""
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import queue
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -19,7 +18,7 @@ from filesync.activity import (
     conflict_views,
 )
 from filesync.concurrency import Concurrency, parallel_map
-from filesync.eventwatch import DEFAULT_RESCAN, make_watcher
+from filesync.eventwatch import DEFAULT_RESCAN
 from filesync.excludes import Excludes
 from filesync.executor import Executor, Stats
 from filesync.guards import DeleteGuard, PausedDeletions, adopt_markers
@@ -33,15 +32,11 @@ from filesync.result import Err, ErrorKind, Result
 from filesync.state import StateStore
 from filesync.transfers import Progress, RateLimit
 from filesync.versions import list_versions, location_labels, version_path
-from filesync.watcher import EventKind, Watcher, WatchEvent
+from filesync.watcher import Watcher
+from filesync.watchmode import WatchLoop
 
 log = logging.getLogger("filesync")
 
-#: After the first event of a batch, wait at most this long for more before planning.
-BATCH_WINDOW = 0.2
-#: A batch also ends when no event came for this long: watchers put a whole pass (both
-#: names of a move included) into the queue at once.
-BATCH_LULL = 0.03
 #: Another engine's temporary file untouched this long (seconds) is taken as abandoned.
 FOREIGN_TEMP_AGE = 24 * 3600.0
 
@@ -117,9 +112,9 @@ class Engine:
         #: Deletions the guard held back in watch mode (see ``PausedDeletions``).
         self.paused = PausedDeletions()
         #: Watch mode's watchers by location, told about our own writes (no echo).
-        self._watchers: dict[str, Watcher] = {}
+        self.watchers: dict[str, Watcher] = {}
         #: Our writes before the watchers started: folded into their first baseline.
-        self._own_writes: dict[str, dict[str, Entry | None]] = {}
+        self.own_writes: dict[str, dict[str, Entry | None]] = {}
         #: The round being applied (the progress display and the status document read it).
         self.progress = Progress()
         self.executor = Executor(self.locations, store, stop, self.stats, options.concurrency,
@@ -141,6 +136,10 @@ class Engine:
         self._unreachable: set[str] = set()
         self._problems: set[str] = set()
         self._depth = 0
+        #: Paths a round over a few paths could not settle, because some location could not
+        #: speak for them (a failed lookup, a hub held by another engine, a parent folder
+        #: still changing). Their watchers reported them already: watch mode tries again.
+        self.unsettled: set[str] = set()
 
     def start(self) -> None:
         """Check markers and prune old versions: the work before the first round."""
@@ -214,7 +213,7 @@ class Engine:
             result = listed
             if location.key in self.hubs.unleased:
                 result = Err(self.hubs.unleased[location.key], ErrorKind.UNAVAILABLE)
-            self._reachable(location.key, result)
+            self.reachable(location.key, result)
             if result.ok:
                 listings[location.key] = result.value
                 for warning in result.value.warnings:
@@ -228,7 +227,7 @@ class Engine:
                           "it): %s", location.display, result.message)
         return listings
 
-    def _reachable(self, key: str, result: Result[object]) -> None:
+    def reachable(self, key: str, result: Result[object]) -> None:
         """Record whether a location answered (for the summary and status)."""
         if result.ok:
             self.activity.availability(key, True)
@@ -347,6 +346,14 @@ class Engine:
             paths = list(paths)
             self._add_paths(listings, sorted(doubted - set(paths)))
             paths += sorted(doubted - set(paths))
+        if paths is None:  # this round looks at everything
+            self.unsettled.clear()
+            self.hubs.missed_round = False
+        else:
+            seen_by = [listing.sees if listing else lambda _path: False
+                       for listing in listings.values()]
+            self.unsettled.update(path for path in paths
+                                  if not all(sees(path) for sees in seen_by))
         current_plan = self.make_plan(listings, paths)
         report = RoundReport(listings, current_plan)
         skipped = {path for listing in listings.values() if listing is not None
@@ -419,11 +426,11 @@ class Engine:
     def _acknowledge(self, applied: dict[str, dict[str, Entry | None]]) -> None:
         """Tell the watchers what we wrote, so our own writes never come back as events."""
         for key, entries in applied.items():
-            watcher = self._watchers.get(key)
+            watcher = self.watchers.get(key)
             if watcher is not None:
                 watcher.acknowledge(entries)
             else:
-                self._own_writes.setdefault(key, {}).update(entries)
+                self.own_writes.setdefault(key, {}).update(entries)
 
     def stat_paths(self, paths: Sequence[str]) -> dict[str, Listing | None]:
         """Fresh entries for ``paths`` at every location; failures make those paths blind.
@@ -435,9 +442,9 @@ class Engine:
         for key, location in self.locations.items():
             listings[key] = None
             if key in self.hubs.unleased or not location.probe().ok:
-                continue  # its watcher reports the outage
+                continue  # blind: the round leaves these paths unsettled
             listing = Listing()
-            watcher = self._watchers.get(key)
+            watcher = self.watchers.get(key)
             for path, result in location.stat_many(paths).items():
                 if not result.ok:
                     listing.blind.add(path)
@@ -455,75 +462,8 @@ class Engine:
 
     # ----- watch mode ---------------------------------------------------------------------
     def watch(self, first: RoundReport) -> None:
-        """Keep syncing until ``stop`` is set; watchers are joined before returning."""
-        events: queue.Queue[WatchEvent] = queue.Queue()
-        watchers = [
-            make_watcher(location, self.options.excludes, self.options.interval, events,
-                         self.stop, _baseline(first.listings.get(key),
-                                              self._own_writes.pop(key, {})),
-                         poll=self.options.poll, rescan=self.options.rescan)
-            for key, location in self.locations.items()]
-        self._watchers = {watcher.location.key: watcher for watcher in watchers}
-        for watcher in watchers:
-            watcher.start()
-        log.info("watching %d locations every %.1f s; press Ctrl+C to stop",
-                 len(watchers), self.options.interval)
-        try:
-            retry_at = news_at = 0.0
-            while not self.stop.is_set():
-                batch = _drain(events, self.stop)
-                if batch:
-                    self._handle(batch)
-                elif self.hubs.missed_round and time.monotonic() >= retry_at:
-                    # A hub sat a round out (another engine held it): catch up.
-                    retry_at = time.monotonic() + self.options.interval
-                    self.run_round()
-                if self.hubs.journaled and time.monotonic() >= news_at:
-                    news_at = time.monotonic() + self.options.interval
-                    self._take_news()
-        finally:
-            self.stop.set()
-            for watcher in watchers:
-                watcher.join()
-
-    def _take_news(self) -> None:
-        """Sync what other machines wrote to a hub in ways its listing may not show."""
-        news = self.hubs.news()
-        if news is None:
-            self.run_round()
-        elif news:
-            ordered = sorted(news)
-            log.debug("another machine wrote %d files to a hub", len(ordered))
-            with self.hubs.round(not self.options.dry_run):
-                self.run_round(ordered, self.stat_paths(ordered))
-
-    def _handle(self, batch: list[WatchEvent]) -> None:
-        paths: set[str] = set()
-        full_round = False
-        for event in batch:
-            display = self.locations[event.location].display
-            if event.kind is EventKind.UNAVAILABLE:
-                log.error("%s is unavailable (nothing is deleted because of it): %s",
-                          display, event.message)
-                self._reachable(event.location, Err(event.message, ErrorKind.UNAVAILABLE))
-            elif event.kind is EventKind.AVAILABLE:
-                self.activity.availability(event.location, True)
-                log.info("%s is available again; syncing everything", display)
-                full_round = True
-                location = self.locations[event.location]
-                if location.marker is None:  # it was out of reach at start
-                    adopt_markers([location], self.store, self.options.force,
-                                  self.options.dry_run)
-            else:
-                paths.add(event.path)
-        if full_round or self.hubs.missed_round:
-            self.run_round()
-        elif paths:
-            ordered = sorted(paths)
-            log.debug("looking at %d changed paths", len(ordered))
-            with self.hubs.round(not self.options.dry_run):
-                self.run_round(ordered, self.stat_paths(ordered))
-
+        """Keep syncing until ``stop`` is set (``filesync.watchmode``); watchers are joined."""
+        WatchLoop(self).run(first)
 
 def _file_counts(listings: dict[str, Listing | None]) -> dict[str, int]:
     """How many files each listed location holds now."""
@@ -546,40 +486,3 @@ def _recorded_holders(current: Plan, listings: dict[str, Listing | None]
             if entry is not None:
                 held.setdefault(key, {})[decision.path] = entry
     return held
-
-
-def _baseline(listing: Listing | None,
-              own_writes: dict[str, Entry | None]) -> dict[str, Entry] | None:
-    """What a watcher starts from: the first round's listing with our writes applied."""
-    if listing is None:
-        return None
-    entries = dict(listing.entries)
-    for path, entry in own_writes.items():
-        if entry is None:
-            entries.pop(path, None)
-        else:
-            entries[path] = entry
-    return entries
-
-
-def _drain(events: queue.Queue[WatchEvent], stop: threading.Event) -> list[WatchEvent]:
-    """Wait for an event, then collect everything that arrives within the batch window."""
-    try:
-        first = events.get(timeout=0.25)
-    except queue.Empty:
-        return []
-    batch = [first]
-    deadline = time.monotonic() + BATCH_WINDOW
-    while not stop.is_set():
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            break
-        try:
-            batch.append(events.get(timeout=min(remaining, BATCH_LULL)))
-        except queue.Empty:
-            break
-    while True:
-        try:
-            batch.append(events.get_nowait())
-        except queue.Empty:
-            return batch

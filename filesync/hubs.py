@@ -49,7 +49,7 @@ class Hubs:
         self._depth = 0
         #: Paths whose hub records this round's journals put in doubt (None: all).
         self._doubted: set[str] | None = set()
-        #: The last round left a hub out: watch mode runs a full round again soon.
+        #: A round left a hub out: watch mode runs a full round again soon (which clears it).
         self.missed_round = False
 
     @contextlib.contextmanager
@@ -68,7 +68,9 @@ class Hubs:
                 self._take(key)
             yield
         finally:
-            self.missed_round = bool(self.unleased)
+            # Kept until a full round clears it (the engine does): a later round over a few
+            # paths does not make up for a full one that left a hub out.
+            self.missed_round = self.missed_round or bool(self.unleased)
             for lease in self._leases.values():
                 lease.release()
             self._leases.clear()

@@ -23,6 +23,7 @@ from filesync.model import Entry
 from filesync.result import ErrorKind, Ok, Result
 from filesync.state import StateStore
 from filesync.watcher import EventKind, Watcher, WatchEvent
+from filesync.watchmode import WatchLoop
 from tests.conftest import tree, wait_for, write
 
 T0 = 1_700_000_000
@@ -179,7 +180,7 @@ def _watched_pair(tmp_path: Path, a: Path, b: Path
     watchers = {loc.key: Watcher(loc, engine.options.excludes, 1.0, events, engine.stop,
                                  dict(first.listings[loc.key].entries))  # type: ignore[union-attr]
                 for loc in locations}
-    engine._watchers = watchers
+    engine.watchers = watchers
     return engine, watchers, events
 
 
@@ -203,7 +204,7 @@ def test_watch_round_leaves_out_an_entry_still_changing_in_another_location(tmp_
     write(b / "p.txt", "being written in b", mtime=T0 + 50)
     batch = [events.get_nowait()]
     assert batch == [WatchEvent(key_a, EventKind.CHANGED, "p.txt")]
-    engine._handle(batch)
+    WatchLoop(engine).handle(batch)
     assert (a / "p.txt").read_text() == "settled in a", "an unsettled file must not spread"
     # The editor replaces its file with nothing (a temporary save): b's watcher sees it settle.
     (b / "p.txt").unlink()
@@ -211,7 +212,7 @@ def test_watch_round_leaves_out_an_entry_still_changing_in_another_location(tmp_
     watchers[key_b].scan_once()
     batch = _drain(events)
     assert WatchEvent(key_b, EventKind.CHANGED, "p.txt") in batch
-    engine._handle(batch)
+    WatchLoop(engine).handle(batch)
     assert tree(a) == tree(b) == {"p.txt": "settled in a"}
     engine.store.close()
 
@@ -228,13 +229,13 @@ def test_a_holder_recorded_without_a_write_has_its_later_deletion_seen(tmp_path)
     for _ in range(2):
         watchers[key_a].scan_once()
     watchers[key_b].scan_once()  # b saw it once: settled for the engine's look-up
-    engine._handle([events.get_nowait()])  # recorded as held by both, nothing copied
+    WatchLoop(engine).handle([events.get_nowait()])  # recorded as held by both, nothing copied
     (b / "twin.txt").unlink()
     for _ in range(2):
         watchers[key_b].scan_once()
     batch = _drain(events)
     assert WatchEvent(key_b, EventKind.CHANGED, "twin.txt") in batch
-    engine._handle(batch)
+    WatchLoop(engine).handle(batch)
     assert not (a / "twin.txt").exists(), "the deletion in b reaches a"
     engine.store.close()
 
@@ -361,4 +362,36 @@ def test_a_private_file_is_never_readable_by_others_while_it_is_copied(tmp_path)
     assert engine.run_round().identical
     assert seen and all(mode & 0o077 == 0 for mode in seen), seen
     assert (b / "secret.txt").stat().st_mode & 0o777 == 0o600
+    engine.store.close()
+
+
+def test_a_path_under_a_folder_still_changing_elsewhere_is_tried_again(tmp_path):
+    """A round that cannot see a path (its folder is unsettled in b) keeps it for later.
+
+    a's watcher reports ``sub`` and ``sub/f.txt`` once; b's ``sub`` has not settled, which
+    hides everything under it. Once b settles, b's watcher reports only ``sub``: the file
+    is synced because the engine kept it as unsettled, not because anyone reports it again.
+    """
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    engine, watchers, events = _watched_pair(tmp_path, a, b)
+    key_a, key_b = watchers
+    loop = WatchLoop(engine)
+    write(a / "sub" / "f.txt", "new in a", mtime=T0)
+    (b / "sub").mkdir()
+    for _ in range(2):
+        watchers[key_a].scan_once()
+    batch = _drain(events)
+    assert {event.path for event in batch} == {"sub", "sub/f.txt"}
+    loop.handle(batch)
+    assert not (b / "sub" / "f.txt").exists(), "b's unsettled folder must hide the file"
+    assert engine.unsettled == {"sub", "sub/f.txt"}
+    for _ in range(2):
+        watchers[key_b].scan_once()
+    loop.handle(_drain(events))
+    assert not (b / "sub" / "f.txt").exists()  # b reported only its folder
+    loop.retry_unsettled()
+    assert tree(a) == tree(b) == {"sub": None, "sub/f.txt": "new in a"}
+    assert not engine.unsettled
     engine.store.close()

@@ -183,3 +183,49 @@ def test_our_own_writes_are_not_reported_back(tmp_path, watching):
     time.sleep(1.0)  # the copy into b must not come back either
     assert run.output().count("looking at") == 1, run.output()
     assert run.stop() == 0
+
+
+@pytest.mark.parametrize("fault", ["probe", "stat"])
+def test_a_change_a_location_failed_to_answer_for_is_synced_later(tmp_path, monkeypatch, fault):
+    """A location that fails for one moment (no outage its watcher would see) loses nothing.
+
+    The change was reported once, and the round that took it could not look at ``b``: it
+    must be tried again soon, not only at the next full rescan minutes later.
+    """
+    import filesync
+    from filesync.locations.folder import FolderLocation
+    from filesync.result import Err, ErrorKind
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    write(a / "first.txt", "1")
+    b.mkdir()
+    failures = {"left": 0}
+    real_probe, real_stat_many = FolderLocation.probe, FolderLocation.stat_many
+
+    def failing(self: FolderLocation) -> bool:
+        if Path(self.root) == b and failures["left"]:
+            failures["left"] -= 1
+            return True
+        return False
+
+    def probe(self: FolderLocation):  # type: ignore[no-untyped-def]
+        if fault == "probe" and failing(self):
+            return Err("injected: the server dropped the connection", ErrorKind.UNAVAILABLE)
+        return real_probe(self)
+
+    def stat_many(self: FolderLocation, paths):  # type: ignore[no-untyped-def]
+        found = real_stat_many(self, paths)
+        if fault == "stat" and failing(self):
+            return {path: Err("injected: timed out", ErrorKind.UNAVAILABLE) for path in found}
+        return found
+
+    monkeypatch.setattr(FolderLocation, "probe", probe)
+    monkeypatch.setattr(FolderLocation, "stat_many", stat_many)
+    with filesync.watch([f"folder:{a}", f"folder:{b}"], state=tmp_path / "s.db",
+                        interval=0.2) as run:
+        wait_for(lambda: (b / "first.txt").exists(), message="the first round")
+        failures["left"] = 1
+        write(a / "second.txt", "2")
+        wait_for(lambda: not failures["left"], message="the injected failure")
+        wait_for(lambda: (b / "second.txt").exists(), 10, "the change, after the failure")
+    assert run.stop().exit_status == 0
