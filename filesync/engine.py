@@ -9,7 +9,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from filesync import guards
+from filesync import __version__, guards
 from filesync.activity import (
     PENDING_SHOWN,
     Activity,
@@ -26,6 +26,7 @@ from filesync.hubs import Hubs
 from filesync.lease import DEFAULT_TTL, LEASE_DIR
 from filesync.locations.base import Location
 from filesync.model import RESERVED_DIR, TEMP_NAME, Entry, Listing
+from filesync.planmemo import listings_digest, planner_settings
 from filesync.planner import Plan, PlanInput, plan
 from filesync.report import brief, difference
 from filesync.result import Err, ErrorKind, Result
@@ -124,6 +125,9 @@ class Engine:
                                  progress=self.progress,
                                  limit=RateLimit(options.bwlimit) if options.bwlimit else None)
         self._tolerance = {loc.key: loc.capabilities.mtime_tolerance_ns for loc in locations}
+        self._memo_settings = planner_settings(
+            __version__, self.order, {loc.key: loc.kind for loc in locations}, self._tolerance,
+            options.one_way, options.conflict, options.excludes.patterns)
         self.hubs = Hubs(self.locations, store, owner, options.lease_ttl, stop)
         #: What status, the dashboard and the API see of this run.
         self.activity = activity or Activity(
@@ -278,7 +282,17 @@ class Engine:
 
     def make_plan(self, listings: dict[str, Listing | None],
                   paths: Iterable[str] | None = None) -> Plan:
-        """Plan, fetching the content hashes the planner asks for, then plan again."""
+        """Plan, fetching the content hashes the planner asks for, then plan again.
+
+        A full round that looks exactly like the last one that planned nothing plans
+        nothing without loading the state (``filesync.planmemo``).
+        """
+        digest = None
+        if paths is None and not self.options.checksum:
+            digest = listings_digest(self.order, listings, self._memo_settings)
+            if digest is not None and digest == self.store.plan_memo():
+                log.debug("nothing changed since the last round, which had nothing to do")
+                return Plan()
         state = self.store.load(None if paths is None else list(paths))
         inputs = PlanInput(self.order, listings, state, self._tolerance, {},
                            None if paths is None else list(paths), self.options.one_way,
@@ -297,6 +311,8 @@ class Engine:
             if problem not in left and problem not in self._problems:
                 self._problems.add(problem)
                 self.stats.errors += 1
+        if digest is not None and not self.options.dry_run and result == Plan():
+            self.store.set_plan_memo(digest)
         return result
 
     def run_round(self, paths: Iterable[str] | None = None,

@@ -40,6 +40,12 @@ CREATE TABLE IF NOT EXISTS records(
     PRIMARY KEY(path, location)
 ) WITHOUT ROWID;
 """
+#: Every write to what the planner reads drops the plan memo (``filesync.planmemo``), so no
+#: writer, in this version or a later one, can leave a memo that no longer holds.
+_MEMO_TRIGGERS = "".join(
+    f"CREATE TRIGGER IF NOT EXISTS forget_plan_memo_{table}_{event.lower()} AFTER {event} "
+    f"ON {table} BEGIN DELETE FROM meta WHERE key='plan_memo'; END;\n"
+    for table in ("versions", "records") for event in ("INSERT", "UPDATE", "DELETE"))
 
 
 def _raw(text: str) -> bytes:
@@ -209,7 +215,7 @@ class StateStore:
             # A killed process loses nothing committed; only a power cut could, which the
             # next run survives by treating unrecorded files as new (no deletions).
             db.execute("PRAGMA synchronous=NORMAL")
-            db.executescript(_SCHEMA)
+            db.executescript(_SCHEMA + _MEMO_TRIGGERS)
             row = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
             if row is None:
                 db.execute("INSERT INTO meta VALUES('schema', ?)", (SCHEMA_VERSION,))
@@ -275,6 +281,16 @@ class StateStore:
         with self._transaction():
             self._db.execute("INSERT OR REPLACE INTO meta VALUES(?, ?)",
                              (f"journal:{_store(location)}", str(seq)))
+
+    def plan_memo(self) -> str | None:
+        """The digest of the last full round that planned nothing, while it still holds."""
+        row = self._db.execute("SELECT value FROM meta WHERE key='plan_memo'").fetchone()
+        return row[0] if row else None
+
+    def set_plan_memo(self, digest: str) -> None:
+        """Remember that a round with this digest planned nothing (``filesync.planmemo``)."""
+        with self._transaction():
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES('plan_memo', ?)", (digest,))
 
     def doubt_records(self, location: str, paths: Iterable[str] | None) -> None:
         """Make the file records of ``location`` (all, or of ``paths``) match no listing.
