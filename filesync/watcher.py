@@ -54,6 +54,8 @@ class Watcher(threading.Thread):
         self._reported: dict[str, Entry] = dict(baseline or {})
         self._available = baseline is not None
         self._warned: set[str] = set()
+        #: What this watcher's polls remember, for a location that can poll cheaply.
+        self._poll_memory = location.new_poll_memory()
         #: Paths the engine could not use yet because they were still changing here: they
         #: are reported once settled, even if they end as they were reported before.
         self._revisit: set[str] = set()
@@ -94,9 +96,15 @@ class Watcher(threading.Thread):
             self._revisit.add(path)
             return False
 
-    def _fresh_listing(self) -> Listing | None:
-        """List the location, logging new warnings; None (an outage reported once) on failure."""
-        listed = self.location.list(self.excludes)
+    def _fresh_listing(self, poll: bool = False) -> Listing | None:
+        """List the location, logging new warnings; None (an outage reported once) on failure.
+
+        A ``poll`` may be built partly from what earlier polls saw (``Location.poll_list``).
+        """
+        if poll:
+            listed = self.location.poll_list(self.excludes, self._poll_memory)
+        else:
+            listed = self.location.list(self.excludes)
         if not listed.ok:
             with self._lock:
                 was, self._available = self._available, False
@@ -126,7 +134,7 @@ class Watcher(threading.Thread):
 
     def scan_once(self) -> None:
         """One scan: diff against the previous one and queue what has settled."""
-        listing = self._fresh_listing()
+        listing = self._fresh_listing(poll=True)
         if listing is None:
             return
         key = self.location.key
@@ -152,12 +160,14 @@ def _differences(old: dict[str, Entry], new: dict[str, Entry]) -> list[str]:
     """Paths created, deleted or modified between two listings (set algebra, as in watchdog).
 
     Runs over every path at every poll: the comparison of ``Entry.__eq__`` is written out
-    inline (no call per path), the cheapest and likeliest differences first.
+    inline (no call per path), the cheapest and likeliest differences first; a poll that
+    hands back the entries it remembers (``Location.poll_list``) passes the identity test.
     """
     get = old.get
     changed = [path for path, entry in new.items()
-               if (was := get(path)) is None or was.mtime_ns != entry.mtime_ns
+               if (was := get(path)) is not entry and (
+                   was is None or was.mtime_ns != entry.mtime_ns
                or was.size != entry.size or was.is_dir != entry.is_dir
-               or was.path != entry.path]
+                   or was.path != entry.path)]
     changed += [path for path in old.keys() - new.keys()]
     return changed

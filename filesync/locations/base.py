@@ -301,13 +301,23 @@ class Location(ABC):
         with gc_paused():
             return self._filtered_listing(excludes)
 
-    def _filtered_listing(self, excludes: Excludes) -> Result[Listing]:
+    def new_poll_memory(self) -> object | None:
+        """What ``poll_list`` keeps between one watcher's polls (None: nothing, list in full)."""
+        return None
+
+    def poll_list(self, excludes: Excludes, memory: object | None) -> Result[Listing]:
+        """``list``, for a polling watcher; a backend may make it cheaper with ``memory``."""
+        return self.list(excludes)
+
+    def _filtered_listing(self, excludes: Excludes,
+                          scan: Callable[[Callable[[str], bool]], Result[Listing]] | None = None
+                          ) -> Result[Listing]:
         has_excludes = bool(excludes)
 
         def skip(path: str) -> bool:
             return path == RESERVED_DIR or (has_excludes and excludes.dir_excluded(path))
 
-        result = self.scan(skip)
+        result = (scan or self.scan)(skip)
         if not result.ok:
             return result
         marked = self.check_marker()

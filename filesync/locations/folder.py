@@ -11,8 +11,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from filesync.excludes import Excludes
+from filesync.gcpause import gc_paused
 from filesync.locations.base import CHUNK_SIZE, Location, Readable, changed_since_planned
 from filesync.locations.capabilities import Capabilities
+from filesync.locations.folderpoll import PollMemory, poll_scan
 from filesync.locations.localfile import NotRegularFileError, open_regular
 from filesync.locations.spec import FolderSpec
 from filesync.model import (
@@ -157,6 +160,30 @@ class FolderLocation(Location):
             else:
                 break
         return Ok(listing)
+
+    def new_poll_memory(self) -> object | None:
+        """What polls remember (``filesync.locations.folderpoll``), where the system allows."""
+        return PollMemory() if _SCANDIR_FD and os.stat in os.supports_dir_fd else None
+
+    def poll_list(self, excludes: Excludes, memory: object | None) -> Result[Listing]:
+        """``list``, much of it from what earlier polls saw (``locations.folderpoll``).
+
+        Folders that did not change are not listed again, and their files are looked at
+        in turns.
+        """
+        if not isinstance(memory, PollMemory):
+            return self.list(excludes)
+
+        def scan(skip_dir: Callable[[str], bool]) -> Result[Listing]:
+            try:
+                return poll_scan(os.open(self.root, _DIR_FLAGS), memory, skip_dir)
+            except (FileNotFoundError, NotADirectoryError):
+                return self._missing_root()
+            except OSError as exc:
+                return self._fail("list", "", exc)
+
+        with gc_paused():
+            return self._filtered_listing(excludes, scan)
 
     def stat(self, path: str) -> Result[Entry | None]:
         """The entry at ``path``; a symlink or special file is an error (never followed)."""
