@@ -25,8 +25,8 @@ from filesync.guards import DeleteGuard, PausedDeletions, adopt_markers
 from filesync.hubs import Hubs
 from filesync.lease import DEFAULT_TTL, LEASE_DIR
 from filesync.locations.base import Location
-from filesync.model import RESERVED_DIR, TEMP_NAME, Entry, Listing
-from filesync.planmemo import listings_digest, planner_settings
+from filesync.model import RESERVED_DIR, TEMP_NAME, Entry, Listing, PathState
+from filesync.planmemo import listings_after, listings_digest, planner_settings
 from filesync.planner import Plan, PlanInput, plan
 from filesync.report import brief, difference
 from filesync.result import Err, ErrorKind, Result
@@ -37,6 +37,9 @@ from filesync.watcher import Watcher
 from filesync.watchmode import WatchLoop
 
 log = logging.getLogger("filesync")
+
+#: Up to this many paths, the state of a few paths is read by name, else all of it.
+LOAD_BY_NAME = 5000
 
 #: Another engine's temporary file untouched this long (seconds) is taken as abandoned.
 FOREIGN_TEMP_AGE = 24 * 3600.0
@@ -293,13 +296,8 @@ class Engine:
             if digest is not None and digest == self.store.plan_memo():
                 log.debug("nothing changed since the last round, which had nothing to do")
                 return Plan()
-        state = self.store.load(None if paths is None else list(paths))
-        inputs = PlanInput(self.order, listings, state, self._tolerance, {},
-                           None if paths is None else list(paths), self.options.one_way,
-                           self.options.excludes.excluded if self.options.excludes else None,
-                           self.options.conflict,
-                           {key: loc.name_problem for key, loc in self.locations.items()},
-                           self.options.checksum)
+        wanted = None if paths is None else list(paths)
+        inputs = self._plan_input(listings, self.store.load(wanted), wanted)
         result = plan(inputs)
         if result.hash_requests:
             log.debug("comparing content of %d files by SHA-256", len(result.hash_requests))
@@ -311,9 +309,38 @@ class Engine:
             if problem not in left and problem not in self._problems:
                 self._problems.add(problem)
                 self.stats.errors += 1
-        if digest is not None and not self.options.dry_run and result == Plan():
+        if digest is not None and not self.options.dry_run and result.empty():
             self.store.set_plan_memo(digest)
         return result
+
+    def _plan_input(self, listings: dict[str, Listing | None], state: dict[str, PathState],
+                    paths: list[str] | None) -> PlanInput:
+        return PlanInput(self.order, listings, state, self._tolerance, {}, paths,
+                         self.options.one_way,
+                         self.options.excludes.excluded if self.options.excludes else None,
+                         self.options.conflict,
+                         {key: loc.name_problem for key, loc in self.locations.items()},
+                         self.options.checksum)
+
+    def _remember_quiet_after(self, listings: dict[str, Listing | None], done: Plan) -> None:
+        """After a full round that did all it planned, remember that the next has nothing to do.
+
+        That holds if nothing else changes (``filesync.planmemo``). Only the paths the
+        round looked at one by one can have anything left: the others were in sync as
+        recorded, and stay so. They are planned again on the listings the round's writes
+        left, against the state as now stored.
+        """
+        if self.options.dry_run or self.options.checksum or not done.decisions:
+            return  # a round that planned nothing stored its memo already
+        after = listings_after(listings, self.executor.applied)
+        digest = listings_digest(self.order, after, self._memo_settings)
+        if digest is None:
+            return
+        looked_at = sorted(done.looked_at)
+        # Many paths are read faster in one pass over the state than by name.
+        state = self.store.load(None if len(looked_at) > LOAD_BY_NAME else looked_at)
+        if plan(self._plan_input(after, state, looked_at)).empty():
+            self.store.set_plan_memo(digest)
 
     def run_round(self, paths: Iterable[str] | None = None,
                   listings: dict[str, Listing | None] | None = None) -> RoundReport:
@@ -413,6 +440,8 @@ class Engine:
         self._acknowledge(_recorded_holders(current_plan, listings))
         report.failures = len(outcome.failures)
         report.interrupted = outcome.interrupted
+        if paths is None and not (outcome.failures or outcome.interrupted or outcome.revisit):
+            self._remember_quiet_after(listings, current_plan)
         if outcome.revisit and not outcome.interrupted:
             # A rename carried an edit made meanwhile: settle who wins now, not next time.
             ordered = sorted(outcome.revisit)

@@ -18,7 +18,7 @@ import hashlib
 from array import array
 from collections.abc import Mapping, Sequence
 
-from filesync.model import Listing
+from filesync.model import Entry, Listing
 
 #: Part of every digest: a change to what goes in (or to the planner) must not match old ones.
 _FORMAT = "planmemo 1"
@@ -37,7 +37,10 @@ def listings_digest(order: Sequence[str], listings: Mapping[str, Listing | None]
         listing = listings.get(key)
         if listing is None:
             return None
-        entries = listing.entries.values()
+        # In name order: a listing predicted from a round's writes (``listings_after``)
+        # holds its names in another order than a scan finds them.
+        names = sorted(listing.entries)
+        entries = [listing.entries[name] for name in names]
         try:
             sizes = array("q", [entry.size for entry in entries])
             times = array("q", [entry.mtime_ns for entry in entries])
@@ -46,10 +49,34 @@ def listings_digest(order: Sequence[str], listings: Mapping[str, Listing | None]
         kinds = bytes([entry.is_dir for entry in entries])
         header = f"{key}\x00{len(listing.entries)}\x00{len(listing.blind)}\x00"
         digest.update(header.encode("utf-8", "surrogatepass"))
-        digest.update("\x00".join(listing.entries).encode("utf-8", "surrogatepass"))
+        digest.update("\x00".join(names).encode("utf-8", "surrogatepass"))
         digest.update(sizes.tobytes() + times.tobytes() + kinds)
         digest.update("\x00".join(sorted(listing.blind)).encode("utf-8", "surrogatepass"))
     return digest.hexdigest()
+
+
+def listings_after(listings: Mapping[str, Listing | None],
+                   applied: Mapping[str, Mapping[str, Entry | None]]
+                   ) -> dict[str, Listing | None]:
+    """``listings`` as a round's writes left them (``applied``: location -> path -> entry).
+
+    What the next scan should find if nobody else changes anything; the engine plans the
+    paths a round looked at again on these, and a plan with nothing to do is remembered.
+    """
+    after: dict[str, Listing | None] = {}
+    for key, listing in listings.items():
+        if listing is None:
+            after[key] = None
+            continue
+        entries = dict(listing.entries)
+        for path, entry in applied.get(key, {}).items():
+            if entry is None:
+                entries.pop(path, None)
+            else:
+                entries[path] = entry
+        after[key] = Listing(entries, list(listing.temps), [], set(listing.blind),
+                             dict(listing.skipped))
+    return after
 
 
 def planner_settings(version: str, order: Sequence[str], kinds: Mapping[str, str],

@@ -78,6 +78,13 @@ class Plan:
     #: Paths left in conflict (``--conflict manual``) and their entry in ``problems``
     #: (reported, but no error: the user resolves them).
     unresolved: dict[str, str] = field(default_factory=dict)
+    #: The paths looked at one by one; every other path in scope was in sync as recorded.
+    looked_at: set[str] = field(default_factory=set)
+
+    def empty(self) -> bool:
+        """True when the plan has nothing to do, to ask or to report."""
+        return not (self.decisions or self.hash_requests or self.problems or self.unholdable
+                    or self.unresolved)
 
     def actions(self) -> list[Action]:
         """All actions of the plan, in the order they must run."""
@@ -396,6 +403,7 @@ def _plan(inputs: PlanInput) -> Plan:
     unmoved = paths - moved if moved else paths
     # --checksum reads every file: no path counts as in sync without being read.
     remaining = unmoved if inputs.checksum else _not_in_sync(inputs, listings, unmoved)
+    result.looked_at = moved.union(remaining)
     for path in sorted(remaining):
         state = inputs.state.get(path, empty)
         present = [k for k in available if listings[k].sees(path)]  # type: ignore[union-attr]
