@@ -508,10 +508,8 @@ def _not_in_sync(inputs: PlanInput, listings: Mapping[str, Listing | None],
                  paths: set[str]) -> Iterable[str]:
     """``paths`` less those every listing shows exactly as recorded (the no-op fast path).
 
-    The same test as ``_in_sync``, inlined for the common case where no listing is blind
-    (every location then speaks for every path), so a no-op round of 100,000 paths builds
-    no per-path lists and sorts only what is left. Skipping here is skipping there: a path
-    in sync needs no decision whether or not it is excluded.
+    ``_in_sync``, inlined where no listing is blind: a no-op round of 100,000 paths builds
+    no per-path lists. A path in sync needs no decision, excluded or not.
     """
     if any(listing is None or listing.blind for listing in listings.values()):
         return paths
