@@ -393,7 +393,7 @@ class Engine:
             self.unsettled.clear()
             self.hubs.missed_round = False
         else:
-            seen_by = [listing.sees if listing else lambda _path: False
+            seen_by = [listing.sees if listing is not None else lambda _path: False
                        for listing in listings.values()]
             self.unsettled.update(path for path in paths
                                   if not all(sees(path) for sees in seen_by))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Final
@@ -82,6 +82,18 @@ def temp_name(path: str, owner: str) -> str:
     """A fresh temporary name beside ``path`` (same folder), written by ``owner``."""
     parent = path.rpartition("/")[0]
     return (parent + "/" if parent else "") + f".filesync-{owner}-{secrets.token_hex(6)}.tmp"
+
+
+def entries_after(entries: Mapping[str, Entry],
+                  writes: Mapping[str, Entry | None]) -> dict[str, Entry]:
+    """A copy of ``entries`` with ``writes`` applied (path -> entry now, ``None``: removed)."""
+    after = dict(entries)
+    for path, entry in writes.items():
+        if entry is None:
+            after.pop(path, None)
+        else:
+            after[path] = entry
+    return after
 
 
 @dataclass

@@ -18,7 +18,7 @@ import hashlib
 from array import array
 from collections.abc import Mapping, Sequence
 
-from filesync.model import Entry, Listing
+from filesync.model import Entry, Listing, entries_after
 
 #: Part of every digest: a change to what goes in (or to the planner) must not match old ones.
 _FORMAT = "planmemo 1"
@@ -68,13 +68,8 @@ def listings_after(listings: Mapping[str, Listing | None],
         if listing is None:
             after[key] = None
             continue
-        entries = dict(listing.entries)
-        for path, entry in applied.get(key, {}).items():
-            if entry is None:
-                entries.pop(path, None)
-            else:
-                entries[path] = entry
-        after[key] = Listing(entries, list(listing.temps), [], set(listing.blind),
+        after[key] = Listing(entries_after(listing.entries, applied.get(key, {})),
+                             list(listing.temps), [], set(listing.blind),
                              dict(listing.skipped))
     return after
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from filesync.eventwatch import make_watcher
 from filesync.guards import adopt_markers
-from filesync.model import Entry, Listing
+from filesync.model import Entry, Listing, entries_after
 from filesync.result import Err, ErrorKind
 from filesync.watcher import EventKind, WatchEvent
 
@@ -137,22 +137,14 @@ class WatchLoop:
         elif paths:
             log.debug("looking at %d changed paths", len(paths))
             self._sync_paths(sorted(paths))
-        if engine.unsettled and not self._retry_at > time.monotonic():
+        if engine.unsettled and self._retry_at <= time.monotonic():
             self._retry_at = time.monotonic() + engine.options.interval
 
 
 def _baseline(listing: Listing | None,
               own_writes: dict[str, Entry | None]) -> dict[str, Entry] | None:
     """What a watcher starts from: the first round's listing with our writes applied."""
-    if listing is None:
-        return None
-    entries = dict(listing.entries)
-    for path, entry in own_writes.items():
-        if entry is None:
-            entries.pop(path, None)
-        else:
-            entries[path] = entry
-    return entries
+    return None if listing is None else entries_after(listing.entries, own_writes)
 
 
 def _drain(events: queue.Queue[WatchEvent], stop: threading.Event) -> list[WatchEvent]:
